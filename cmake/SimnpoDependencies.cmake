@@ -1,0 +1,21 @@
+# The library's dependencies, found the same way by this project's build and by
+# a consumer's find_package(simnpo). SIMNPO_USE_OPENBLAS must be set before.
+include(CMakeFindDependencyMacro)
+
+macro(simnpo_find_dependency)
+    if(CMAKE_FIND_PACKAGE_NAME)  # inside find_package(simnpo): forward its QUIET/REQUIRED
+        find_dependency(${ARGN})
+    else()
+        find_package(${ARGN} REQUIRED)
+    endif()
+endmacro()
+
+simnpo_find_dependency(Eigen3 3.4 NO_MODULE)
+simnpo_find_dependency(xtl)
+simnpo_find_dependency(xtensor)
+simnpo_find_dependency(nlohmann_json 3)
+simnpo_find_dependency(OpenMP COMPONENTS CXX)
+if(SIMNPO_USE_OPENBLAS)
+    set(BLA_VENDOR OpenBLAS)
+    simnpo_find_dependency(BLAS)
+endif()

@@ -1,0 +1,26 @@
+// simnpo: LLM unlearning (SimNPO and its family) in header-only C++20.
+// The one header users include for the CPU backend; <simnpo/cuda.hpp> adds the GPU.
+#pragma once
+
+#define SIMNPO_UMBRELLA_INCLUDE
+
+#include "simnpo/core/error.hpp"
+#include "simnpo/core/rng.hpp"
+#include "simnpo/core/threads.hpp"
+#include "simnpo/core/file.hpp"
+
+#include "simnpo/backend/cpu/common.hpp"
+#include "simnpo/backend/cpu/matmul.hpp"
+#include "simnpo/backend/cpu/layernorm.hpp"
+#include "simnpo/backend/cpu/elementwise.hpp"
+#include "simnpo/backend/cpu/attention.hpp"
+#include "simnpo/backend/cpu/softmax.hpp"
+
+#include "simnpo/model/config.hpp"
+#include "simnpo/model/layout.hpp"
+#include "simnpo/data/example.hpp"
+#include "simnpo/model/gpt.hpp"
+#include "simnpo/model/init.hpp"
+// SIMNPO_HELPER_INCLUDES: model/safetensors.hpp, model/io.hpp, data/jsonl.hpp go here
+
+#undef SIMNPO_UMBRELLA_INCLUDE

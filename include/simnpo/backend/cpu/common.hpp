@@ -1,0 +1,61 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include <Eigen/Core>
+
+namespace simnpo::backend::cpu {
+
+// The CPU backend's tag. Model code passes it to every kernel, so that the
+// kernels of a backend are found by argument-dependent lookup.
+struct Tag {
+    template <class T>
+    using Buffer = std::vector<T, Eigen::aligned_allocator<T>>;
+};
+
+template <class S>
+using RowMatrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class S>
+using MatrixMap = Eigen::Map<RowMatrix<S>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class S>
+using ConstMatrixMap = Eigen::Map<const RowMatrix<S>, 0, Eigen::OuterStride<>>;
+template <class S>
+using VectorMap = Eigen::Map<Eigen::Matrix<S, 1, Eigen::Dynamic>>;
+template <class S>
+using ConstVectorMap = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>;
+
+// A rows x cols row-major view whose rows are `stride` elements apart.
+template <class S>
+MatrixMap<S> matrix(S* data, std::int64_t rows, std::int64_t cols, std::int64_t stride = -1) {
+    return MatrixMap<S>(data, rows, cols, Eigen::OuterStride<>(stride < 0 ? cols : stride));
+}
+template <class S>
+ConstMatrixMap<S> matrix(const S* data, std::int64_t rows, std::int64_t cols, std::int64_t stride = -1) {
+    return ConstMatrixMap<S>(data, rows, cols, Eigen::OuterStride<>(stride < 0 ? cols : stride));
+}
+
+template <class T>
+void fill_zero(Tag, T* data, std::size_t n) {
+    std::fill_n(data, n, T{});
+}
+
+template <class T>
+void copy_to_device(Tag, T* device, std::span<const T> host) {
+    std::copy(host.begin(), host.end(), device);
+}
+
+template <class T>
+void copy_to_host(Tag, std::span<T> host, const T* device) {
+    std::copy_n(device, host.size(), host.begin());
+}
+
+}  // namespace simnpo::backend::cpu
+
+namespace simnpo {
+using cpu = backend::cpu::Tag;
+}

@@ -1,0 +1,94 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+
+#include "simnpo/backend/cpu/common.hpp"
+
+namespace simnpo::backend::cpu {
+
+// GPT-2's tanh approximation: out = x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³))).
+template <class S>
+void gelu_forward(Tag, S* out, const S* inp, std::int64_t n) {
+    const S scale = static_cast<S>(std::sqrt(2.0 / std::numbers::pi));
+#pragma omp parallel for simd schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) {
+        const S x = inp[i];
+        out[i] = S{0.5} * x * (S{1} + std::tanh(scale * (x + S{0.044715} * x * x * x)));
+    }
+}
+
+// Accumulates dinp [n] += dout · gelu'(inp).
+template <class S>
+void gelu_backward(Tag, S* dinp, const S* dout, const S* inp, std::int64_t n) {
+    const S scale = static_cast<S>(std::sqrt(2.0 / std::numbers::pi));
+#pragma omp parallel for simd schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) {
+        const S x = inp[i];
+        const S th = std::tanh(scale * (x + S{0.044715} * x * x * x));
+        const S sech2 = S{1} - th * th;
+        const S local = S{0.5} * (S{1} + th) +
+                        S{0.5} * x * sech2 * scale * (S{1} + S{3} * S{0.044715} * x * x);
+        dinp[i] += dout[i] * local;
+    }
+}
+
+// out [n] += inp [n]: the residual connection.
+template <class S>
+void residual_add(Tag, S* out, const S* inp, std::int64_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) out[i] += inp[i];
+}
+
+// out [B·T, C] = wte[tokens] + wpe[position].
+template <class S>
+void encoder_forward(Tag, S* out, const std::int32_t* tokens, const S* wte, const S* wpe,
+                     std::int64_t B, std::int64_t T, std::int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t bt = 0; bt < B * T; ++bt) {
+        const S* token_row = wte + static_cast<std::int64_t>(tokens[bt]) * C;
+        const S* position_row = wpe + (bt % T) * C;
+        S* y = out + bt * C;
+        for (std::int64_t c = 0; c < C; ++c) y[c] = token_row[c] + position_row[c];
+    }
+}
+
+// Accumulates dwte [V, C] and dwpe [P, C] from dout [B·T, C]. Sequential over
+// positions: two positions may hold the same token.
+template <class S>
+void encoder_backward(Tag, S* dwte, S* dwpe, const S* dout, const std::int32_t* tokens,
+                      std::int64_t B, std::int64_t T, std::int64_t C) {
+    for (std::int64_t bt = 0; bt < B * T; ++bt) {
+        S* token_row = dwte + static_cast<std::int64_t>(tokens[bt]) * C;
+        S* position_row = dwpe + (bt % T) * C;
+        const S* dy = dout + bt * C;
+#pragma omp simd
+        for (std::int64_t c = 0; c < C; ++c) {
+            token_row[c] += dy[c];
+            position_row[c] += dy[c];
+        }
+    }
+}
+
+// out [N, C] = inp[rows[n]]: picks the scored positions out of [B·T, C].
+template <class S>
+void gather_rows(Tag, S* out, const S* inp, const std::int64_t* rows, std::int64_t N, std::int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t n = 0; n < N; ++n) std::copy_n(inp + rows[n] * C, C, out + n * C);
+}
+
+// Accumulates out[rows[n]] += inp [N, C]; rows are distinct.
+template <class S>
+void scatter_add_rows(Tag, S* out, const S* inp, const std::int64_t* rows, std::int64_t N,
+                      std::int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t n = 0; n < N; ++n) {
+        S* y = out + rows[n] * C;
+        const S* x = inp + n * C;
+        for (std::int64_t c = 0; c < C; ++c) y[c] += x[c];
+    }
+}
+
+}  // namespace simnpo::backend::cpu

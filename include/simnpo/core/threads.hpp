@@ -1,0 +1,20 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <Eigen/Core>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace simnpo {
+
+// Sets the threads the CPU kernels use: OpenMP loops and Eigen's products.
+inline void set_threads(int threads) {
+    if (threads < 1) threads = 1;
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    Eigen::setNbThreads(threads);
+}
+
+}  // namespace simnpo

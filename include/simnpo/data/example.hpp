@@ -1,0 +1,84 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include <xtensor/xtensor.hpp>
+
+#include "simnpo/core/error.hpp"
+#include "simnpo/model/config.hpp"
+
+namespace simnpo::data {
+
+// One training or evaluation example: the model reads prompt ++ answer and is
+// scored on the answer tokens only (DESIGN §5).
+struct Example {
+    std::vector<std::int32_t> prompt_ids;
+    std::vector<std::int32_t> answer_ids;
+};
+
+// A right-padded batch. Position t of row b reads tokens(b, t) and, when it is
+// scored, predicts targets(b, t) = the next token; unscored positions hold -1.
+// Positions at or past lengths[b] are padding: never attended to, never scored.
+struct Batch {
+    xt::xtensor<std::int32_t, 2> tokens;   // [B, T], padding = 0
+    xt::xtensor<std::int32_t, 2> targets;  // [B, T], -1 = not scored
+    std::vector<std::int64_t> lengths;     // [B], valid positions of each row
+
+    std::int64_t rows() const { return static_cast<std::int64_t>(tokens.shape()[0]); }
+    std::int64_t columns() const { return static_cast<std::int64_t>(tokens.shape()[1]); }
+};
+
+// Builds the batch for examples already checked against the model (see
+// check_example); the last answer token is predicted but never read.
+inline Batch make_batch(std::span<const Example> examples) {
+    if (examples.empty()) fail("make_batch: no examples");
+    std::size_t width = 0;
+    for (const auto& example : examples) {
+        if (example.prompt_ids.empty() || example.answer_ids.empty())
+            fail("make_batch: an example has an empty prompt or answer");
+        width = std::max(width, example.prompt_ids.size() + example.answer_ids.size() - 1);
+    }
+    Batch batch;
+    batch.tokens = xt::zeros<std::int32_t>({examples.size(), width});
+    batch.targets = xt::xtensor<std::int32_t, 2>::from_shape({examples.size(), width});
+    batch.targets.fill(-1);
+    for (std::size_t b = 0; b < examples.size(); ++b) {
+        const auto& prompt = examples[b].prompt_ids;
+        const auto& answer = examples[b].answer_ids;
+        std::vector<std::int32_t> sequence(prompt);
+        sequence.insert(sequence.end(), answer.begin(), answer.end());
+        const std::size_t length = sequence.size() - 1;
+        for (std::size_t t = 0; t < length; ++t) {
+            batch.tokens(b, t) = sequence[t];
+            if (t + 1 >= prompt.size()) batch.targets(b, t) = sequence[t + 1];
+        }
+        batch.lengths.push_back(static_cast<std::int64_t>(length));
+    }
+    return batch;
+}
+
+// The checks DESIGN §5 asks of every example against a model; `where` names
+// the file and line. Returns normally when the example is usable.
+inline void check_example(const Example& example, const model::Config& config,
+                          const std::string& where) {
+    if (example.prompt_ids.empty())
+        fail(where, ": empty prompt (the first answer token needs a token to be predicted from)");
+    if (example.answer_ids.empty()) fail(where, ": empty answer (nothing to score)");
+    const auto check_ids = [&](const std::vector<std::int32_t>& ids, const char* field) {
+        for (const auto id : ids)
+            if (id < 0 || id >= config.vocab_size)
+                fail(where, ": token id ", id, " in '", field, "' is outside the vocabulary [0, ",
+                     config.vocab_size, ")");
+    };
+    check_ids(example.prompt_ids, "prompt_ids");
+    check_ids(example.answer_ids, "answer_ids");
+    const auto length = static_cast<std::int64_t>(example.prompt_ids.size() + example.answer_ids.size());
+    if (length > config.n_positions)
+        fail(where, ": sequence of ", length, " tokens is longer than n_positions = ", config.n_positions);
+}
+
+}  // namespace simnpo::data
