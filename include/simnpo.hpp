@@ -21,6 +21,8 @@
 #include "simnpo/data/example.hpp"
 #include "simnpo/model/gpt.hpp"
 #include "simnpo/model/init.hpp"
-// SIMNPO_HELPER_INCLUDES: model/safetensors.hpp, model/io.hpp, data/jsonl.hpp go here
+#include "simnpo/model/safetensors.hpp"
+#include "simnpo/model/io.hpp"
+#include "simnpo/data/jsonl.hpp"
 
 #undef SIMNPO_UMBRELLA_INCLUDE

@@ -1,9 +1,11 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "simnpo/core/rng.hpp"

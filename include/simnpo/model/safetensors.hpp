@@ -1,0 +1,2 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
