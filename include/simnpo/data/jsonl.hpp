@@ -1,2 +1,182 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "simnpo/core/error.hpp"
+#include "simnpo/core/file.hpp"
+#include "simnpo/data/example.hpp"
+#include "simnpo/model/config.hpp"
+
+namespace simnpo::data {
+
+namespace detail {
+
+using nlohmann::json;
+
+// JSON's own whitespace: a line holding only these is blank.
+inline constexpr std::string_view json_whitespace = " \t\r\n";
+
+// A value as an error message names it: numbers as written, others by kind.
+inline std::string describe(const json& value) {
+    if (value.is_number() || value.is_null()) return value.dump();
+    const std::string kind = value.type_name();
+    return (value.is_object() || value.is_array() ? "an " : "a ") + kind;
+}
+
+// Accepts every SAX event, so that sax_parse stops only where the text is not
+// JSON, and records that place: json::parse reports no position for a number
+// overflow, and reports lines of its own input (one line, in JSON Lines).
+struct ErrorLocator final : nlohmann::json_sax<json> {
+    std::size_t position = 0;  // 1-based byte offset, as nlohmann counts
+    std::string reason;
+
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t) override { return true; }
+    bool number_float(number_float_t, const string_t&) override { return true; }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return true; }
+    bool start_object(std::size_t) override { return true; }
+    bool key(string_t&) override { return true; }
+    bool end_object() override { return true; }
+    bool start_array(std::size_t) override { return true; }
+    bool end_array() override { return true; }
+    bool parse_error(std::size_t at, const std::string&, const json::exception& error) override {
+        position = at;
+        reason = error.what();
+        return false;
+    }
+};
+
+// Throws "<where>:<line>:<column>: invalid JSON: <reason>" for `text`, which
+// json::parse has just rejected and whose first byte is on line `first_line`.
+[[noreturn]] inline void fail_invalid_json(const std::string& where, std::string_view text,
+                                           std::size_t first_line) {
+    ErrorLocator locator;
+    json::sax_parse(text, &locator);
+    // An error at the end of the input lies one past the last byte.
+    const std::size_t offset = std::min(std::max<std::size_t>(locator.position, 1), text.size()) - 1;
+    const std::string_view before = text.substr(0, offset);
+    const std::size_t line = first_line + static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n'));
+    const std::size_t last_newline = before.rfind('\n');
+    const std::size_t column = offset + 1 - (last_newline == std::string_view::npos ? 0 : last_newline + 1);
+
+    // nlohmann's message minus its "[json.exception.parse_error.101] parse
+    // error at line 1, column 2: " prefix, whose position is replaced above.
+    std::string_view reason = locator.reason;
+    if (const auto id_end = reason.find("] "); id_end != std::string_view::npos) reason.remove_prefix(id_end + 2);
+    if (reason.starts_with("parse error"))
+        if (const auto colon = reason.find(": "); colon != std::string_view::npos) reason.remove_prefix(colon + 2);
+    // "last read" quotes the whole bad token, which for an unclosed string is
+    // the rest of the file; cut it on a UTF-8 character boundary.
+    constexpr std::size_t max_reason = 200;
+    std::string shown(reason);
+    if (reason.size() > max_reason) {
+        std::size_t cut = max_reason;
+        while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+        shown = std::string(reason.substr(0, cut)) + "...";
+    }
+    fail(where, ":", line, ":", column, ": invalid JSON: ", shown);
+}
+
+// The token ids under `key`; Error unless they are an array of int32 values.
+inline std::vector<std::int32_t> token_ids(const json& object, const char* key, const std::string& where) {
+    const auto it = object.find(key);
+    if (it == object.end()) fail(where, ": missing key '", key, "'");
+    if (!it->is_array()) fail(where, ": '", key, "' must be an array of token ids, got ", describe(*it));
+    std::vector<std::int32_t> ids;
+    ids.reserve(it->size());
+    constexpr std::int64_t lowest = std::numeric_limits<std::int32_t>::min();
+    constexpr std::int64_t highest = std::numeric_limits<std::int32_t>::max();
+    for (std::size_t i = 0; i < it->size(); ++i) {
+        const json& value = (*it)[i];
+        if (!value.is_number_integer())
+            fail(where, ": '", key, "'[", i, "] must be an integer token id, got ", describe(value));
+        // nlohmann keeps non-negative integers unsigned, up to 2^64 - 1.
+        const bool fits = value.is_number_unsigned()
+                              ? value.get<std::uint64_t>() <= static_cast<std::uint64_t>(highest)
+                              : value.get<std::int64_t>() >= lowest && value.get<std::int64_t>() <= highest;
+        if (!fits) fail(where, ": '", key, "'[", i, "] = ", value.dump(), " does not fit a 32-bit token id");
+        ids.push_back(static_cast<std::int32_t>(value.get<std::int64_t>()));
+    }
+    return ids;
+}
+
+// One example of the ids form, checked against the model.
+inline Example example_from_json(const json& value, const model::Config& config, const std::string& where) {
+    if (!value.is_object())
+        fail(where, ": expected a JSON object with 'prompt_ids' and 'answer_ids', got ", describe(value));
+    if (!value.contains("prompt_ids") && !value.contains("answer_ids") &&
+        (value.contains("question") || value.contains("answer")))
+        fail(where, ": text examples ('question'/'answer') need a tokenizer; use 'prompt_ids'/'answer_ids'");
+    Example example{token_ids(value, "prompt_ids", where), token_ids(value, "answer_ids", where)};
+    check_example(example, config, where);
+    return example;
+}
+
+}  // namespace detail
+
+// The examples of a JSON Lines text (DESIGN §5), or of a JSON array of objects
+// when the first non-blank character is '['. `where` names the source: errors
+// read "<where>:<line>: ..." with physical 1-based lines (blank ones counted),
+// or "<where>: element <n>: ..." for the n-th (1-based) object of an array.
+inline std::vector<Example> parse_examples(std::string_view text, const model::Config& config,
+                                           const std::string& where) {
+    using detail::json;
+    // Some Windows editors start a UTF-8 file with a byte order mark.
+    constexpr std::string_view byte_order_mark = "\xEF\xBB\xBF";
+    if (text.starts_with(byte_order_mark)) text.remove_prefix(byte_order_mark.size());
+
+    std::vector<Example> examples;
+    const auto first = text.find_first_not_of(detail::json_whitespace);
+    if (first != std::string_view::npos && text[first] == '[') {
+        json array;
+        try {
+            array = json::parse(text);
+        } catch (const json::exception&) {
+            detail::fail_invalid_json(where, text, 1);
+        }
+        examples.reserve(array.size());
+        for (std::size_t i = 0; i < array.size(); ++i)
+            examples.push_back(
+                detail::example_from_json(array[i], config, where + ": element " + std::to_string(i + 1)));
+    } else {
+        std::size_t line_number = 0;
+        for (std::size_t start = 0; start < text.size();) {
+            const std::size_t end = std::min(text.find('\n', start), text.size());
+            const std::string_view line = text.substr(start, end - start);
+            start = end + 1;
+            ++line_number;
+            // A CRLF line keeps its '\r': JSON whitespace, to nlohmann and to the blank test.
+            if (line.find_first_not_of(detail::json_whitespace) == std::string_view::npos) continue;
+            json value;
+            try {
+                value = json::parse(line);
+            } catch (const json::exception&) {
+                detail::fail_invalid_json(where, line, line_number);
+            }
+            examples.push_back(
+                detail::example_from_json(value, config, where + ":" + std::to_string(line_number)));
+        }
+    }
+    if (examples.empty()) fail(where, ": no examples");
+    return examples;
+}
+
+// The examples of a JSON Lines (or JSON array) file; errors name the file.
+inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const model::Config& config) {
+    return parse_examples(read_file(path), config, path.string());
+}
+
+}  // namespace simnpo::data
