@@ -3,7 +3,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include "simnpo/backend/cpu/common.hpp"
 
@@ -31,15 +30,10 @@ void attention_forward(Tag, S* out, S* att, const S* qkv, const std::int64_t* le
             auto p = matrix(att + (b * H + h) * T * T, n, n, T);
             p.noalias() = (q * k.transpose()) * scale;
             for (std::int64_t i = 0; i < n; ++i) {
-                S row_max = -std::numeric_limits<S>::infinity();
-                for (std::int64_t j = 0; j <= i; ++j) row_max = std::max(row_max, p(i, j));
-                S total = 0;
-                for (std::int64_t j = 0; j <= i; ++j) {
-                    p(i, j) = std::exp(p(i, j) - row_max);
-                    total += p(i, j);
-                }
-                for (std::int64_t j = 0; j <= i; ++j) p(i, j) /= total;
-                for (std::int64_t j = i + 1; j < n; ++j) p(i, j) = 0;
+                auto visible = p.row(i).head(i + 1).array();  // causal: keys j <= i
+                visible = (visible - visible.maxCoeff()).exp();
+                visible /= visible.sum();
+                p.row(i).tail(n - i - 1).setZero();
             }
             matrix(out + b * T * C + h * D, n, D, C).noalias() = p * v;
         }

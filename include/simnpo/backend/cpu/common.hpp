@@ -8,6 +8,9 @@
 #include <vector>
 
 #include <Eigen/Core>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace simnpo::backend::cpu {
 
@@ -28,6 +31,27 @@ template <class S>
 using VectorMap = Eigen::Map<Eigen::Matrix<S, 1, Eigen::Dynamic>>;
 template <class S>
 using ConstVectorMap = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>;
+
+template <class S>
+using ArrayMap = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
+template <class S>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+
+// Runs body(begin, end) over [0, n) split into one contiguous chunk per
+// thread, so that each chunk is one vectorised Eigen expression.
+template <class Body>
+void parallel_chunks(std::int64_t n, Body&& body) {
+#pragma omp parallel
+    {
+#ifdef _OPENMP
+        const std::int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
+#else
+        const std::int64_t threads = 1, thread = 0;
+#endif
+        const std::int64_t begin = n * thread / threads, end = n * (thread + 1) / threads;
+        if (end > begin) body(begin, end);
+    }
+}
 
 // A rows x cols row-major view whose rows are `stride` elements apart.
 template <class S>

@@ -10,36 +10,37 @@
 namespace simnpo::backend::cpu {
 
 // GPT-2's tanh approximation: out = x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³))).
+// Eigen's array tanh is vectorised; std::tanh in a loop is not.
 template <class S>
 void gelu_forward(Tag, S* out, const S* inp, std::int64_t n) {
     const S scale = static_cast<S>(std::sqrt(2.0 / std::numbers::pi));
-#pragma omp parallel for simd schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) {
-        const S x = inp[i];
-        out[i] = S{0.5} * x * (S{1} + std::tanh(scale * (x + S{0.044715} * x * x * x)));
-    }
+    parallel_chunks(n, [&](std::int64_t begin, std::int64_t end) {
+        const ConstArrayMap<S> x(inp + begin, end - begin);
+        ArrayMap<S>(out + begin, end - begin) =
+            S{0.5} * x * (S{1} + (scale * (x + S{0.044715} * x.cube())).tanh());
+    });
 }
 
 // Accumulates dinp [n] += dout · gelu'(inp).
 template <class S>
 void gelu_backward(Tag, S* dinp, const S* dout, const S* inp, std::int64_t n) {
     const S scale = static_cast<S>(std::sqrt(2.0 / std::numbers::pi));
-#pragma omp parallel for simd schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) {
-        const S x = inp[i];
-        const S th = std::tanh(scale * (x + S{0.044715} * x * x * x));
-        const S sech2 = S{1} - th * th;
-        const S local = S{0.5} * (S{1} + th) +
-                        S{0.5} * x * sech2 * scale * (S{1} + S{3} * S{0.044715} * x * x);
-        dinp[i] += dout[i] * local;
-    }
+    parallel_chunks(n, [&](std::int64_t begin, std::int64_t end) {
+        const std::int64_t count = end - begin;
+        const ConstArrayMap<S> x(inp + begin, count);
+        const auto th = (scale * (x + S{0.044715} * x.cube())).tanh().eval();
+        const auto local = S{0.5} * (S{1} + th) +
+                           S{0.5} * x * (S{1} - th.square()) * scale * (S{1} + S{3 * 0.044715} * x.square());
+        ArrayMap<S>(dinp + begin, count) += ConstArrayMap<S>(dout + begin, count) * local;
+    });
 }
 
 // out [n] += inp [n]: the residual connection.
 template <class S>
 void residual_add(Tag, S* out, const S* inp, std::int64_t n) {
-#pragma omp parallel for simd schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) out[i] += inp[i];
+    parallel_chunks(n, [&](std::int64_t begin, std::int64_t end) {
+        ArrayMap<S>(out + begin, end - begin) += ConstArrayMap<S>(inp + begin, end - begin);
+    });
 }
 
 // out [B·T, C] = wte[tokens] + wpe[position].

@@ -2,7 +2,6 @@
 #include "simnpo/core/internal_check.hpp"
 
 #include <cmath>
-#include <vector>
 
 #include "simnpo/backend/cpu/common.hpp"
 
@@ -15,16 +14,11 @@ void layernorm_forward(Tag, S* out, S* mean, S* rstd, const S* inp, const S* wei
                        std::int64_t N, std::int64_t C, double eps) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t n = 0; n < N; ++n) {
-        const S* x = inp + n * C;
-        S m = 0;
-        for (std::int64_t c = 0; c < C; ++c) m += x[c];
-        m /= static_cast<S>(C);
-        S variance = 0;  // two passes: no cancellation when |mean| >> spread
-        for (std::int64_t c = 0; c < C; ++c) variance += (x[c] - m) * (x[c] - m);
-        variance /= static_cast<S>(C);
+        const ConstArrayMap<S> x(inp + n * C, C);
+        const S m = x.mean();
+        const S variance = (x - m).square().mean();  // two passes: no cancellation when |mean| >> spread
         const S s = S{1} / std::sqrt(variance + static_cast<S>(eps));
-        S* y = out + n * C;
-        for (std::int64_t c = 0; c < C; ++c) y[c] = (x[c] - m) * s * weight[c] + bias[c];
+        ArrayMap<S>(out + n * C, C) = (x - m) * s * ConstArrayMap<S>(weight, C) + ConstArrayMap<S>(bias, C);
         mean[n] = m;
         rstd[n] = s;
     }
@@ -37,36 +31,25 @@ void layernorm_backward(Tag, S* dinp, S* dweight, S* dbias, const S* dout, const
 #pragma omp parallel
     {
         // Per-thread partial sums keep the weight and bias gradients race-free.
-        std::vector<S> dweight_part(static_cast<std::size_t>(C), S{0});
-        std::vector<S> dbias_part(static_cast<std::size_t>(C), S{0});
+        Eigen::Array<S, Eigen::Dynamic, 1> dweight_part = Eigen::Array<S, Eigen::Dynamic, 1>::Zero(C);
+        Eigen::Array<S, Eigen::Dynamic, 1> dbias_part = Eigen::Array<S, Eigen::Dynamic, 1>::Zero(C);
+        Eigen::Array<S, Eigen::Dynamic, 1> xhat(C), dnorm(C);
+        const ConstArrayMap<S> w(weight, C);
 #pragma omp for schedule(static)
         for (std::int64_t n = 0; n < N; ++n) {
-            const S* x = inp + n * C;
-            const S* dy = dout + n * C;
-            const S m = mean[n];
-            const S s = rstd[n];
-            S dnorm_mean = 0;
-            S dnorm_xhat_mean = 0;
-            for (std::int64_t c = 0; c < C; ++c) {
-                const S xhat = (x[c] - m) * s;
-                const S dnorm = dy[c] * weight[c];
-                dnorm_mean += dnorm;
-                dnorm_xhat_mean += dnorm * xhat;
-                dweight_part[c] += dy[c] * xhat;
-                dbias_part[c] += dy[c];
-            }
-            dnorm_mean /= static_cast<S>(C);
-            dnorm_xhat_mean /= static_cast<S>(C);
-            S* dx = dinp + n * C;
-            for (std::int64_t c = 0; c < C; ++c) {
-                const S xhat = (x[c] - m) * s;
-                dx[c] += s * (dy[c] * weight[c] - dnorm_mean - xhat * dnorm_xhat_mean);
-            }
+            const ConstArrayMap<S> dy(dout + n * C, C);
+            xhat = (ConstArrayMap<S>(inp + n * C, C) - mean[n]) * rstd[n];
+            dnorm = dy * w;
+            const S dnorm_mean = dnorm.mean();
+            const S dnorm_xhat_mean = (dnorm * xhat).mean();
+            ArrayMap<S>(dinp + n * C, C) += rstd[n] * (dnorm - dnorm_mean - xhat * dnorm_xhat_mean);
+            dweight_part += dy * xhat;
+            dbias_part += dy;
         }
 #pragma omp critical
-        for (std::int64_t c = 0; c < C; ++c) {
-            dweight[c] += dweight_part[c];
-            dbias[c] += dbias_part[c];
+        {
+            ArrayMap<S>(dweight, C) += dweight_part;
+            ArrayMap<S>(dbias, C) += dbias_part;
         }
     }
 }

@@ -1,6 +1,8 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <type_traits>
+
 #include "simnpo/backend/cpu/common.hpp"
 
 namespace simnpo::backend::cpu {
@@ -8,7 +10,7 @@ namespace simnpo::backend::cpu {
 // out [N, OC] = inp [N, IC] · weight [IC, OC] + bias [OC] (bias may be null).
 // Weights are Conv1D-style [in, out], as GPT-2 stores them.
 template <class S>
-void matmul_forward(Tag, S* out, const S* inp, const S* weight, const S* bias,
+void matmul_forward(Tag, S* out, const S* inp, const S* weight, const std::type_identity_t<S>* bias,
                     std::int64_t N, std::int64_t IC, std::int64_t OC) {
     auto result = matrix(out, N, OC);
     result.noalias() = matrix(inp, N, IC) * matrix(weight, IC, OC);
@@ -18,7 +20,7 @@ void matmul_forward(Tag, S* out, const S* inp, const S* weight, const S* bias,
 // Accumulates dinp [N, IC] += dout · weightᵀ, dweight [IC, OC] += inpᵀ · dout,
 // dbias [OC] += column sums of dout (dbias may be null).
 template <class S>
-void matmul_backward(Tag, S* dinp, S* dweight, S* dbias, const S* dout, const S* inp,
+void matmul_backward(Tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, const S* dout, const S* inp,
                      const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC) {
     const auto gradient = matrix(dout, N, OC);
     matrix(dinp, N, IC).noalias() += gradient * matrix(weight, IC, OC).transpose();

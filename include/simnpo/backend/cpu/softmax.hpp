@@ -3,7 +3,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include "simnpo/backend/cpu/common.hpp"
 
@@ -18,13 +17,9 @@ void logsoftmax_gather(Tag, S* logprobs, S* logsumexp, const S* logits, const st
                        std::int64_t N, std::int64_t V) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t n = 0; n < N; ++n) {
-        const S* row = logits + n * V;
-        S row_max = -std::numeric_limits<S>::infinity();
-        for (std::int64_t v = 0; v < V; ++v) row_max = std::max(row_max, row[v]);
-        S total = 0;
-#pragma omp simd reduction(+ : total)
-        for (std::int64_t v = 0; v < V; ++v) total += std::exp(row[v] - row_max);
-        logsumexp[n] = row_max + std::log(total);
+        const ConstArrayMap<S> row(logits + n * V, V);
+        const S row_max = row.maxCoeff();
+        logsumexp[n] = row_max + std::log((row - row_max).exp().sum());
         logprobs[n] = row[targets[n]] - logsumexp[n];
     }
 }
@@ -36,13 +31,9 @@ void logprob_backward(Tag, S* dlogits, const S* logits, const S* logsumexp, cons
                       const S* weights, std::int64_t N, std::int64_t V) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t n = 0; n < N; ++n) {
-        const S* row = logits + n * V;
-        S* drow = dlogits + n * V;
-        const S w = weights[n];
-        const S lse = logsumexp[n];
-#pragma omp simd
-        for (std::int64_t v = 0; v < V; ++v) drow[v] -= w * std::exp(row[v] - lse);
-        drow[targets[n]] += w;
+        ArrayMap<S> drow(dlogits + n * V, V);
+        drow -= weights[n] * (ConstArrayMap<S>(logits + n * V, V) - logsumexp[n]).exp();
+        drow[targets[n]] += weights[n];
     }
 }
 

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Second README command (and CI's): the whole test suite, three ways:
+#   1. Release build, every ctest (gradient checks, PyTorch parity, I/O, CLI, install);
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every ctest but the install one;
+#   3. the libFuzzer targets, FUZZ_SECONDS (default 60) each.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSIMNPO_WARNINGS_AS_ERRORS=ON
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+# OpenBLAS is off here: the sanitizers cannot see into its assembly kernels,
+# and Eigen's own products are what they should check.
+cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DSIMNPO_BUILD_BENCHMARKS=OFF -DSIMNPO_USE_OPENBLAS=OFF \
+    -DCMAKE_CXX_FLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+cmake --build build-sanitize -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-sanitize --output-on-failure -j "$jobs" --label-exclude install
+
+tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
+echo "test.sh: all passed"

@@ -1,0 +1,22 @@
+// Built against an installed simnpo: one forward pass of a tiny model.
+#include <cmath>
+#include <iostream>
+
+#include <simnpo.hpp>
+
+int main() {
+    simnpo::model::Config config;
+    config.vocab_size = 10;
+    config.n_positions = 8;
+    config.n_embd = 8;
+    config.n_layer = 1;
+    config.n_head = 2;
+    simnpo::model::Gpt<simnpo::cpu, float> model(config);
+    simnpo::model::init_gpt2(model, 1);
+    const std::vector<simnpo::data::Example> examples{{{1, 2}, {3, 4}}};
+    model.forward(simnpo::data::make_batch(examples));
+    const double logprob = model.sequence_logprobs()[0];
+    std::cout << "consumer: log-likelihood " << logprob << '\n';
+    // A near-uniform model gives about 2·log(1/10) for two answer tokens.
+    return std::abs(logprob - 2 * std::log(0.1)) < 0.1 ? 0 : 1;
+}

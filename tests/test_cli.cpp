@@ -1,0 +1,161 @@
+// The simnpo command: init and logprobs end to end, PyTorch agreement on
+// Hugging Face-layout checkpoints, and a one-line error for every bad input.
+#define BOOST_TEST_MODULE cli
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+#include <simnpo.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+const std::string fixtures = SIMNPO_FIXTURES_DIR;
+const std::string simnpo_bin = std::string(SIMNPO_BIN_DIR) + "/simnpo";
+
+struct Result {
+    int status;
+    std::string output;  // stdout and stderr together
+};
+
+// A fresh scratch directory per test case, removed at the end.
+struct Scratch {
+    fs::path dir = fs::temp_directory_path() / ("simnpo_cli_" + std::to_string(::getpid()) + "_" +
+                                                std::to_string(counter()++));
+    Scratch() { fs::create_directories(dir); }
+    ~Scratch() { fs::remove_all(dir); }
+    static int& counter() {
+        static int value = 0;
+        return value;
+    }
+    std::string path(const std::string& name) const { return (dir / name).string(); }
+    std::string write(const std::string& name, const std::string& content) const {
+        std::ofstream(dir / name, std::ios::binary) << content;
+        return path(name);
+    }
+};
+
+Result run(const std::string& arguments, const Scratch& scratch) {
+    const std::string log = scratch.path("output.log");
+    const int raw = std::system((simnpo_bin + " " + arguments + " > " + log + " 2>&1").c_str());
+    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, simnpo::read_file(log)};
+}
+
+std::vector<nlohmann::json> read_lines(const std::string& path) {
+    std::vector<nlohmann::json> lines;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+    return lines;
+}
+
+// The error is one line, names `where`, and the command failed without output.
+void check_error(const Result& result, const std::string& where, const std::string& out_path = "") {
+    BOOST_TEST_INFO(result.output);
+    BOOST_TEST(result.status != 0);
+    BOOST_TEST(result.output.find(where) != std::string::npos);
+    BOOST_TEST(std::count(result.output.begin(), result.output.end(), '\n') == 1);
+    BOOST_TEST(result.output.starts_with("simnpo: "));
+    if (!out_path.empty()) BOOST_TEST(!fs::exists(out_path));
+}
+
+void check_logprobs_match(const std::string& model_dir, const std::string& dtype, double tolerance) {
+    const Scratch scratch;
+    const std::string out = scratch.path("out.jsonl");
+    const auto result = run("logprobs --model " + model_dir + " --data " + model_dir + "/data.jsonl --out " + out +
+                                " --batch-size 2 --dtype " + dtype, scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    const auto actual = read_lines(out);
+    const auto expected = read_lines(model_dir + "/expected_logprobs.jsonl");
+    BOOST_REQUIRE_EQUAL(actual.size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        const double want = expected[i].at("logprob").get<double>();
+        BOOST_TEST(actual[i].at("logprob").get<double>() == want, boost::test_tools::tolerance(tolerance));
+        BOOST_TEST(actual[i].at("n_tokens").get<int>() == expected[i].at("n_tokens").get<int>());
+    }
+}
+
+const std::string good_line = R"({"prompt_ids": [1, 2], "answer_ids": [3, 4]})";
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(logprobs_match_pytorch_on_hugging_face_checkpoints) {
+    // F32 with 'transformer.' prefix, tied lm_head.weight and attention-mask buffers.
+    check_logprobs_match(fixtures + "/gpt_hf", "float", 1e-4);
+    check_logprobs_match(fixtures + "/gpt_hf", "double", 1e-10);
+    check_logprobs_match(fixtures + "/gpt_hf_bf16", "double", 1e-10);
+    check_logprobs_match(fixtures + "/gpt_hf_f16", "double", 1e-10);
+}
+
+BOOST_AUTO_TEST_CASE(init_then_logprobs_is_near_uniform) {
+    const Scratch scratch;
+    const auto config = scratch.write("config.json",
+                                      R"({"vocab_size": 50, "n_positions": 16, "n_embd": 16, "n_layer": 2, "n_head": 2})");
+    auto result = run("init --config " + config + " --out " + scratch.path("model") + " --seed 3", scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(fs::exists(scratch.path("model/model.safetensors")));
+    const auto data = scratch.write("data.jsonl", good_line + "\n" + R"({"prompt_ids": [7], "answer_ids": [8, 9, 10]})" + "\n");
+    result = run("logprobs --model " + scratch.path("model") + " --data " + data + " --out " + scratch.path("o.jsonl"),
+                 scratch);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    const auto lines = read_lines(scratch.path("o.jsonl"));
+    BOOST_REQUIRE_EQUAL(lines.size(), 2u);
+    BOOST_TEST(lines[1].at("n_tokens").get<int>() == 3);
+    // GPT-2's small init gives a nearly uniform next-token distribution.
+    BOOST_TEST(lines[1].at("logprob").get<double>() == 3 * std::log(1.0 / 50), boost::test_tools::tolerance(0.02));
+    // The same seed gives the same model, byte for byte.
+    result = run("init --config " + config + " --out " + scratch.path("again") + " --seed 3", scratch);
+    BOOST_TEST(simnpo::read_file(scratch.path("again/model.safetensors")) ==
+               simnpo::read_file(scratch.path("model/model.safetensors")));
+}
+
+BOOST_AUTO_TEST_CASE(bad_data_is_a_one_line_error_naming_file_and_line) {
+    const Scratch scratch;
+    const std::string model = fixtures + "/gpt_hf";  // vocab 64, n_positions 32
+    const auto out = scratch.path("o.jsonl");
+    const auto logprobs = [&](const std::string& data) {
+        return run("logprobs --model " + model + " --data " + data + " --out " + out, scratch);
+    };
+    check_error(logprobs(scratch.write("vocab.jsonl", good_line + "\n" + R"({"prompt_ids": [1], "answer_ids": [64]})")),
+                "vocab.jsonl:2", out);
+    std::string long_line = R"({"prompt_ids": [1], "answer_ids": [)";
+    for (int i = 0; i < 32; ++i) long_line += (i ? ", " : "") + std::to_string(i);
+    check_error(logprobs(scratch.write("long.jsonl", long_line + "]}\n")), "long.jsonl:1", out);
+    check_error(logprobs(scratch.write("empty_answer.jsonl", R"({"prompt_ids": [1], "answer_ids": []})")),
+                "empty_answer.jsonl:1", out);
+    check_error(logprobs(scratch.write("empty_prompt.jsonl", "\n" + std::string(R"({"prompt_ids": [], "answer_ids": [2]})"))),
+                "empty_prompt.jsonl:2", out);
+    check_error(logprobs(scratch.write("broken.jsonl", good_line + "\n" + good_line + "\n{\"prompt_ids\": [1,\n")),
+                "broken.jsonl:3", out);
+    check_error(logprobs(scratch.path("missing.jsonl")), "missing.jsonl", out);
+}
+
+BOOST_AUTO_TEST_CASE(bad_models_and_flags_are_one_line_errors) {
+    const Scratch scratch;
+    const auto data = scratch.write("data.jsonl", good_line + "\n");
+    const auto out = scratch.path("o.jsonl");
+    check_error(run("logprobs --model " + scratch.path("no_such_model") + " --data " + data + " --out " + out, scratch),
+                "no_such_model", out);
+    fs::create_directories(scratch.path("bad_model"));
+    scratch.write("bad_model/config.json", R"({"vocab_size": 50, "n_positions": 16, "n_embd": 16, "n_layer": 2})");
+    check_error(run("logprobs --model " + scratch.path("bad_model") + " --data " + data + " --out " + out, scratch),
+                "n_head", out);
+    const auto config = scratch.write("config.json", R"({"vocab_size": 50, "n_positions": 16, "n_embd": 15, "n_layer": 1, "n_head": 2})");
+    check_error(run("init --config " + config + " --out " + scratch.path("m"), scratch), "config.json");
+    check_error(run("init --config " + config + " --out " + scratch.path("m") + " --seed -1", scratch), "--seed");
+    check_error(run("init --config " + config + " --out " + scratch.path("m") + " --sede 1", scratch), "--sede");
+    check_error(run("init --config " + config, scratch), "--out");
+    check_error(run("logprobs --model " + fixtures + "/gpt_hf --data " + data + " --out " + out + " --dtype half", scratch),
+                "--dtype", out);
+    BOOST_TEST(run("frobnicate", scratch).status != 0);
+    BOOST_TEST(run("logprobs --help", scratch).status == 0);
+}
