@@ -3,6 +3,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSIMNPO_BUILD_EXAMPLES=ON -DSIMNPO_BUILD_BENCHMARKS=ON
 cmake --build build -j "$(nproc)"
 scripts/demo.sh

@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 jobs=$(nproc)
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSIMNPO_WARNINGS_AS_ERRORS=ON
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSIMNPO_WARNINGS_AS_ERRORS=ON \
+    -DSIMNPO_BUILD_TESTS=ON -DSIMNPO_BUILD_EXAMPLES=ON -DSIMNPO_BUILD_BENCHMARKS=ON -DSIMNPO_USE_OPENBLAS=ON
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 # OpenBLAS is off here: the sanitizers cannot see into its assembly kernels,
 # and Eigen's own products are what they should check.
-cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DSIMNPO_BUILD_BENCHMARKS=OFF -DSIMNPO_USE_OPENBLAS=OFF \
+cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DSIMNPO_BUILD_TESTS=ON -DSIMNPO_BUILD_EXAMPLES=ON -DSIMNPO_BUILD_BENCHMARKS=OFF -DSIMNPO_USE_OPENBLAS=OFF \
     -DCMAKE_CXX_FLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 cmake --build build-sanitize -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -132,7 +132,7 @@ BOOST_AUTO_TEST_CASE(bad_data_is_a_one_line_error_naming_file_and_line) {
     check_error(logprobs(scratch.write("long.jsonl", long_line + "]}\n")), "long.jsonl:1", out);
     check_error(logprobs(scratch.write("empty_answer.jsonl", R"({"prompt_ids": [1], "answer_ids": []})")),
                 "empty_answer.jsonl:1", out);
-    check_error(logprobs(scratch.write("empty_prompt.jsonl", "\n" + std::string(R"({"prompt_ids": [], "answer_ids": [2]})"))),
+    check_error(logprobs(scratch.write("empty_prompt.jsonl", std::string("\n{\"prompt_ids\": [], \"answer_ids\": [2]}"))),
                 "empty_prompt.jsonl:2", out);
     check_error(logprobs(scratch.write("broken.jsonl", good_line + "\n" + good_line + "\n{\"prompt_ids\": [1,\n")),
                 "broken.jsonl:3", out);

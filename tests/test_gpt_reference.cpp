@@ -64,7 +64,7 @@ void check_parity(double tolerance) {
     model.zero_grad();
     model.backward(weights);
     for (const auto& slot : model.layout().slots()) {
-        const auto expected = reference.json.at("grads").at(slot.name).get<std::vector<double>>();
+        const auto expected = reference.json.at("grads").at(slot.name).template get<std::vector<double>>();
         BOOST_REQUIRE_GT(max_abs(expected), 0.0);
         const std::vector<Scalar> actual(model.grads().begin() + static_cast<std::ptrdiff_t>(slot.offset),
                                          model.grads().begin() + static_cast<std::ptrdiff_t>(slot.offset + slot.size));

@@ -63,8 +63,8 @@ int run_init(const std::vector<std::string>& words) {
     nlohmann::json json;
     try {
         json = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::parse_error& error) {
-        simnpo::fail(config_path.string(), ": invalid JSON at byte ", error.byte);
+    } catch (const nlohmann::json::exception&) {
+        simnpo::fail(config_path.string(), ": not valid JSON");
     }
     simnpo::model::Gpt<simnpo::cpu, float> model(simnpo::model::config_from_json(json, config_path.string()));
     simnpo::model::init_gpt2(model, seed);

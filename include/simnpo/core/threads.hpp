@@ -6,23 +6,16 @@
 #include <omp.h>
 #endif
 
-#ifdef EIGEN_USE_BLAS
-extern "C" void openblas_set_num_threads(int threads);
-#endif
-
 namespace simnpo {
 
-// Sets the threads the CPU kernels use: OpenMP loops, Eigen's products and,
-// when Eigen routes its products to it, OpenBLAS.
+// Sets the threads the CPU kernels use. Products are split across the same
+// OpenMP team (backend/cpu/matmul.hpp), so this is the only pool there is.
 inline void set_threads(int threads) {
     if (threads < 1) threads = 1;
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
     Eigen::setNbThreads(threads);
-#ifdef EIGEN_USE_BLAS
-    openblas_set_num_threads(threads);
-#endif
 }
 
 }  // namespace simnpo

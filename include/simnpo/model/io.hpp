@@ -1,2 +1,141 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
+
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "simnpo/backend/cpu/common.hpp"
+#include "simnpo/core/error.hpp"
+#include "simnpo/core/file.hpp"
+#include "simnpo/model/config.hpp"
+#include "simnpo/model/gpt.hpp"
+#include "simnpo/model/layout.hpp"
+#include "simnpo/model/safetensors.hpp"
+
+namespace simnpo::model {
+
+namespace detail {
+
+// Hugging Face's causal-mask buffers, h.N.attn.bias and h.N.attn.masked_bias:
+// constants of the architecture, not parameters. (h.N.attn.c_attn.bias is one.)
+inline bool is_attention_mask_buffer(std::string_view name) {
+    if (!name.starts_with("h.")) return false;
+    name.remove_prefix(2);
+    std::size_t digits = 0;
+    while (digits < name.size() && name[digits] >= '0' && name[digits] <= '9') ++digits;
+    if (digits == 0) return false;
+    name.remove_prefix(digits);
+    return name == ".attn.bias" || name == ".attn.masked_bias";
+}
+
+inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+    const std::string text = read_file(path);
+    try {
+        return nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& error) {
+        fail(path.string(), ": not valid JSON (at byte ", error.byte, ")");
+    } catch (const nlohmann::json::out_of_range&) {
+        fail(path.string(), ": not valid JSON (a number is out of range)");
+    }
+}
+
+}  // namespace detail
+
+// Loads a model directory in Hugging Face's GPT-2 layout (DESIGN §4):
+// config.json and model.safetensors (F32, F16, BF16 or F64 tensors).
+template <class Backend = simnpo::cpu, class Scalar = float>
+Gpt<Backend, Scalar> load(const std::filesystem::path& dir) {
+    std::error_code ec;
+    if (!std::filesystem::exists(dir, ec)) fail(dir.string(), ": model directory does not exist");
+    if (!std::filesystem::is_directory(dir, ec)) fail(dir.string(), ": is not a directory (a model is a directory)");
+    const auto config_path = dir / "config.json";
+    const auto weights_path = dir / "model.safetensors";
+    if (!std::filesystem::exists(config_path, ec)) fail(config_path.string(), ": not found");
+    Config config = config_from_json(detail::read_json_file(config_path), config_path.string());
+    if (!std::filesystem::exists(weights_path, ec)) fail(weights_path.string(), ": not found");
+    const auto file = SafetensorsFile::parse(read_file(weights_path), weights_path.string());
+    const std::string where = weights_path.string();
+
+    Gpt<Backend, Scalar> model(std::move(config));
+    const ParamLayout& layout = model.layout();
+    std::vector<Scalar> host(layout.total());
+    std::vector<bool> seen(layout.slots().size(), false);
+    const SafetensorsTensor* lm_head = nullptr;
+    for (const auto& tensor : file.tensors()) {
+        std::string_view name = tensor.name;
+        if (name.starts_with("transformer.")) name.remove_prefix(std::string_view("transformer.").size());
+        if (name == "lm_head.weight") {
+            lm_head = &tensor;
+            continue;
+        }
+        if (detail::is_attention_mask_buffer(name)) continue;
+        const TensorSlot* slot = layout.find(std::string(name));
+        if (slot == nullptr) fail(where, ": unknown tensor '", tensor.name, "'");
+        const std::size_t index = static_cast<std::size_t>(slot - layout.slots().data());
+        if (seen[index]) fail(where, ": tensor '", name, "' appears twice (with and without the 'transformer.' prefix)");
+        seen[index] = true;
+        if (tensor.shape != slot->shape)
+            fail(where, ": tensor '", tensor.name, "' has shape ", detail::shape_string(tensor.shape), ", expected ",
+                 detail::shape_string(slot->shape), " from config.json");
+        file.read(tensor, std::span<Scalar>(host).subspan(slot->offset, slot->size));
+    }
+    for (std::size_t i = 0; i < seen.size(); ++i)
+        if (!seen[i]) fail(where, ": missing tensor '", layout.slots()[i].name, "'");
+
+    // The LM head is tied to wte: accept only a copy of it, since a different head would be dropped silently.
+    if (lm_head != nullptr) {
+        const TensorSlot& wte = *layout.find("wte.weight");
+        bool tied = lm_head->shape == wte.shape;
+        if (tied) {
+            std::vector<Scalar> head(wte.size);
+            file.read(*lm_head, std::span<Scalar>(head));
+            tied = std::memcmp(head.data(), host.data() + wte.offset, wte.size * sizeof(Scalar)) == 0;
+        }
+        if (!tied) fail(where, ": lm_head.weight differs from wte.weight (untied heads are not supported)");
+    }
+
+    copy_to_device(model.backend(), model.params().data(), std::span<const Scalar>(host));
+    return model;
+}
+
+// Writes `model` to `dir` (created if needed) as config.json and an F32
+// model.safetensors, each replaced atomically. The weights go first, so that in
+// a fresh directory a config.json means the model is whole.
+template <class Backend, class Scalar>
+void save(const Gpt<Backend, Scalar>& model, const std::filesystem::path& dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) fail(dir.string(), ": cannot create the model directory: ", ec.message());
+
+    const ParamLayout& layout = model.layout();
+    std::vector<Scalar> host(layout.total());
+    // The model is const and so is its backend; a default backend only copies.
+    Backend backend{};
+    copy_to_host(backend, std::span<Scalar>(host), model.params().data());
+    std::vector<float> converted;
+    std::span<const float> values;
+    if constexpr (std::is_same_v<Scalar, float>) {
+        values = host;
+    } else {
+        converted.assign(host.begin(), host.end());
+        values = converted;
+    }
+
+    std::vector<WriteTensor> tensors;
+    tensors.reserve(layout.slots().size());
+    for (const auto& slot : layout.slots())
+        tensors.push_back({slot.name, slot.shape, values.subspan(slot.offset, slot.size)});
+    write_safetensors(dir / "model.safetensors", tensors);
+    write_file_atomic(dir / "config.json", config_to_json(model.config()).dump(2) + "\n");
+}
+
+}  // namespace simnpo::model

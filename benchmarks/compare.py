@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""simnpo against PyTorch, side by side, on the same machine in the same run.
+
+Alternates rounds of build/benchmarks/bench_gpt (Google Benchmark) and benchmarks/torch_gpt2.py
+(eager PyTorch), both fp32 with the same thread count and OMP_WAIT_POLICY, and prints the median
+over rounds of each side's median time, the speed-up (PyTorch time / simnpo time), the FLOP rate of
+GPT-2 small's matrix products as a fraction of the machine's sgemm rate measured in the same
+benchmark, and the peak resident memory of GPT-2 small's forward+backward on each side.
+
+Usage:  /usr/bin/python3 benchmarks/compare.py [--build build] [--threads 2] [--rounds 3] [--repeats 5]
+Needs Debian's python3-torch and a Release build (scripts/setup.sh).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_json_lines(command, env):
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def simnpo_round(binary, env, repeats, pattern):
+    command = [binary, "--benchmark_format=json", f"--benchmark_repetitions={repeats}",
+               "--benchmark_report_aggregates_only=true", f"--benchmark_filter={pattern}"]
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    results = {}
+    for entry in json.loads(output)["benchmarks"]:
+        if entry.get("aggregate_name") != "median":
+            continue
+        name = entry["run_name"].replace("/real_time", "")
+        name = name.rsplit("/", 1)[0] if name.count("/") == 2 else name  # drop the config index
+        results[name] = entry
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default="build")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    binary = os.path.join(args.build, "benchmarks", "bench_gpt")
+    if not os.path.exists(binary):
+        sys.exit(f"compare.py: {binary} not found: build first (scripts/setup.sh)")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    torch_command = [sys.executable, os.path.join(HERE, "torch_gpt2.py"), "--threads", str(args.threads),
+                     "--repeats", str(args.repeats)]
+
+    cases = ["gpt2_small/forward", "gpt2_small/forward_backward", "compact/forward", "compact/forward_backward"]
+    ours = {case: [] for case in cases}
+    theirs = {case: [] for case in cases}
+    matmul_rate, sgemm_rate = [], []
+    for round_index in range(args.rounds):
+        print(f"round {round_index + 1}/{args.rounds}", file=sys.stderr)
+        results = simnpo_round(binary, env, args.repeats, ".")
+        for case in cases:
+            ours[case].append(results[case]["real_time"])
+        matmul_rate.append(results["gpt2_small_matmuls"]["flops"])
+        sgemm_rate.append(results["sgemm_1024"]["flops"])
+        for line in run_json_lines(torch_command, env):
+            theirs[f"{line['config']}/{line['phase']}"].append(line["median_ms"])
+
+    print(f"{'case':32} {'simnpo ms':>10} {'pytorch ms':>11} {'speed-up':>9}")
+    for case in cases:
+        mine, other = statistics.median(ours[case]), statistics.median(theirs[case])
+        print(f"{case:32} {mine:10.1f} {other:11.1f} {other / mine:8.2f}x")
+    matmul, sgemm = statistics.median(matmul_rate), statistics.median(sgemm_rate)
+    print(f"GPT-2 small matrix products: {matmul / 1e9:.1f} GFLOP/s = {matmul / sgemm:.0%} of sgemm(1024) "
+          f"at {sgemm / 1e9:.1f} GFLOP/s")
+
+    peak = simnpo_round(binary, env, 1, "gpt2_small/forward_backward")["gpt2_small/forward_backward"]
+    torch_peak = [line for line in run_json_lines(torch_command[:-2] + ["--repeats", "1", "--config", "gpt2_small",
+                                                                          "--peak-memory"], env)
+                  if line.get("metric") == "peak_rss"][0]
+    print(f"peak RSS, GPT-2 small forward+backward: simnpo {peak['peak_rss_mib']:.0f} MiB, "
+          f"PyTorch {torch_peak['peak_rss_mib']:.0f} MiB")
+    print(f"(threads {args.threads}, OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}, rounds {args.rounds}, "
+          f"repeats {args.repeats}; medians)")
+
+
+if __name__ == "__main__":
+    main()

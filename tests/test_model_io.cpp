@@ -1,0 +1,261 @@
+#define BOOST_TEST_MODULE model_io
+#include <boost/test/unit_test.hpp>
+
+#include <simnpo.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+using simnpo::model::WriteTensor;
+using FloatGpt = simnpo::model::Gpt<simnpo::cpu, float>;
+using DoubleGpt = simnpo::model::Gpt<simnpo::cpu, double>;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        static int counter = 0;
+        path = fs::temp_directory_path() /
+               ("simnpo_test_model_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+simnpo::model::Config small_config(std::int64_t vocab_size = 11) {
+    return simnpo::model::config_from_json({{"vocab_size", vocab_size},
+                                            {"n_positions", 8},
+                                            {"n_embd", 8},
+                                            {"n_layer", 2},
+                                            {"n_head", 2},
+                                            {"layer_norm_epsilon", 1e-6},
+                                            {"architectures", {"GPT2LMHeadModel"}}},
+                                           "test config");
+}
+
+template <class Scalar = float>
+simnpo::model::Gpt<simnpo::cpu, Scalar> random_model(std::uint64_t seed, std::int64_t vocab_size = 11) {
+    simnpo::model::Gpt<simnpo::cpu, Scalar> model(small_config(vocab_size));
+    simnpo::model::init_gpt2(model, seed);
+    return model;
+}
+
+template <class Buffer>
+bool bitwise_equal(const Buffer& a, const Buffer& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0;
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary) << text;
+}
+
+// The model's tensors as write_safetensors takes them, each name prefixed.
+std::vector<WriteTensor> tensors_of(const FloatGpt& model, const std::string& prefix = "") {
+    std::vector<WriteTensor> tensors;
+    const std::span<const float> params(model.params());
+    for (const auto& slot : model.layout().slots())
+        tensors.push_back({prefix + slot.name, slot.shape, params.subspan(slot.offset, slot.size)});
+    return tensors;
+}
+
+// A model directory holding `model`'s config.json and `tensors` as model.safetensors.
+void write_model_dir(const fs::path& dir, const FloatGpt& model, const std::vector<WriteTensor>& tensors) {
+    write_text(dir / "config.json", simnpo::model::config_to_json(model.config()).dump());
+    simnpo::model::write_safetensors(dir / "model.safetensors", tensors);
+}
+
+void remove_tensor(std::vector<WriteTensor>& tensors, const std::string& name) {
+    const auto it = std::find_if(tensors.begin(), tensors.end(), [&](const auto& t) { return t.name == name; });
+    BOOST_REQUIRE(it != tensors.end());
+    tensors.erase(it);
+}
+
+// Loading `dir` throws an Error whose one-line message starts with `file` and contains `part`.
+void expect_load_error(const fs::path& dir, const fs::path& file, const std::string& part) {
+    BOOST_TEST_CONTEXT("expecting '" << part << "'") {
+        BOOST_CHECK_EXCEPTION(simnpo::model::load(dir), simnpo::Error, [&](const simnpo::Error& e) {
+            const std::string message = e.what();
+            BOOST_TEST_MESSAGE(message);
+            return message.starts_with(file.string() + ": ") && message.find(part) != std::string::npos &&
+                   message.find('\n') == std::string::npos;
+        });
+    }
+}
+
+std::set<std::string> entries(const fs::path& dir) {
+    std::set<std::string> names;
+    for (const auto& entry : fs::directory_iterator(dir)) names.insert(entry.path().filename().string());
+    return names;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(save_then_load_round_trips_exactly) {
+    TempDir dir;
+    const auto model = random_model(1);
+    simnpo::model::save(model, dir.path);
+    BOOST_TEST((entries(dir.path) == std::set<std::string>{"config.json", "model.safetensors"}));
+
+    const FloatGpt loaded = simnpo::model::load(dir.path);
+    BOOST_TEST(bitwise_equal(loaded.params(), model.params()));
+    BOOST_TEST(loaded.config().vocab_size == 11);
+    BOOST_TEST(loaded.config().n_positions == 8);
+    BOOST_TEST(loaded.config().n_embd == 8);
+    BOOST_TEST(loaded.config().n_layer == 2);
+    BOOST_TEST(loaded.config().n_head == 2);
+    BOOST_TEST(loaded.config().layer_norm_epsilon == 1e-6);
+    BOOST_TEST(loaded.config().extra.at("architectures").at(0) == "GPT2LMHeadModel");
+
+    // The file is plain F32 with the layout's names and no prefix or LM head.
+    const auto file = simnpo::model::SafetensorsFile::parse(simnpo::read_file(dir.path / "model.safetensors"),
+                                                            "model.safetensors");
+    BOOST_TEST(file.tensors().size() == model.layout().slots().size());
+    for (const auto& tensor : file.tensors()) BOOST_TEST(tensor.dtype == "F32");
+    BOOST_TEST(file.find("wte.weight") != nullptr);
+    BOOST_TEST(file.find("lm_head.weight") == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(double_models_convert_through_float) {
+    TempDir dir;
+    const auto model = random_model(2);
+    simnpo::model::save(model, dir.path / "float");
+    const DoubleGpt widened = simnpo::model::load<simnpo::cpu, double>(dir.path / "float");
+    BOOST_TEST_REQUIRE(widened.params().size() == model.params().size());
+    bool exact = true;
+    for (std::size_t i = 0; i < model.params().size(); ++i)
+        exact &= widened.params()[i] == static_cast<double>(model.params()[i]);
+    BOOST_TEST(exact);
+
+    const auto precise = random_model<double>(3);
+    simnpo::model::save(precise, dir.path / "double");
+    const FloatGpt narrowed = simnpo::model::load(dir.path / "double");
+    bool rounded = true;
+    for (std::size_t i = 0; i < precise.params().size(); ++i)
+        rounded &= narrowed.params()[i] == static_cast<float>(precise.params()[i]);
+    BOOST_TEST(rounded);
+}
+
+BOOST_AUTO_TEST_CASE(hugging_face_layout_is_accepted) {
+    TempDir dir;
+    const auto model = random_model(4);
+    auto tensors = tensors_of(model, "transformer.");
+    const std::vector<float> mask(64, 1.0f), masked_bias{-1e4f};
+    const std::span<const float> wte(model.params().data() + model.layout().wte(), 11 * 8);
+    tensors.push_back({"lm_head.weight", {11, 8}, wte});
+    tensors.push_back({"transformer.h.0.attn.bias", {1, 1, 8, 8}, mask});
+    tensors.push_back({"transformer.h.0.attn.masked_bias", {}, masked_bias});
+    tensors.push_back({"h.1.attn.bias", {1, 1, 8, 8}, mask});
+    write_model_dir(dir.path, model, tensors);
+    const FloatGpt loaded = simnpo::model::load(dir.path);
+    BOOST_TEST(bitwise_equal(loaded.params(), model.params()));
+}
+
+BOOST_AUTO_TEST_CASE(missing_directory_or_config) {
+    TempDir dir;
+    expect_load_error(dir.path / "nope", dir.path / "nope", "does not exist");
+    expect_load_error(dir.path, dir.path / "config.json", "not found");
+
+    const auto model = random_model(5);
+    simnpo::model::save(model, dir.path);
+    auto json = simnpo::model::config_to_json(model.config());
+    json.erase("n_head");
+    write_text(dir.path / "config.json", json.dump());
+    expect_load_error(dir.path, dir.path / "config.json", "'n_head'");
+    write_text(dir.path / "config.json", "[1, 2, 3]");
+    expect_load_error(dir.path, dir.path / "config.json", "expected a JSON object");
+    write_text(dir.path / "config.json", "{\"vocab_size\": ");
+    expect_load_error(dir.path, dir.path / "config.json", "not valid JSON");
+    write_text(dir.path / "config.json", "{\"vocab_size\": 1e999}");
+    expect_load_error(dir.path, dir.path / "config.json", "not valid JSON");
+
+    simnpo::model::save(model, dir.path);
+    fs::remove(dir.path / "model.safetensors");
+    expect_load_error(dir.path, dir.path / "model.safetensors", "not found");
+}
+
+BOOST_AUTO_TEST_CASE(shape_mismatch_with_config) {
+    TempDir dir;
+    const auto model = random_model(6, 10);
+    simnpo::model::save(model, dir.path);
+    auto json = simnpo::model::config_to_json(model.config());
+    json["vocab_size"] = 11;
+    write_text(dir.path / "config.json", json.dump());
+    expect_load_error(dir.path, dir.path / "model.safetensors",
+                      "tensor 'wte.weight' has shape [10,8], expected [11,8] from config.json");
+}
+
+BOOST_AUTO_TEST_CASE(missing_and_unknown_tensors) {
+    TempDir dir;
+    const auto model = random_model(7);
+    const fs::path weights = dir.path / "model.safetensors";
+    const std::vector<float> mask(64, 1.0f);
+
+    auto tensors = tensors_of(model);
+    remove_tensor(tensors, "h.1.mlp.c_fc.bias");
+    write_model_dir(dir.path, model, tensors);
+    expect_load_error(dir.path, weights, "missing tensor 'h.1.mlp.c_fc.bias'");
+
+    // c_attn.bias is a parameter, not a mask buffer: it cannot be skipped.
+    tensors = tensors_of(model);
+    remove_tensor(tensors, "h.0.attn.c_attn.bias");
+    tensors.push_back({"h.0.attn.bias", {1, 1, 8, 8}, mask});
+    write_model_dir(dir.path, model, tensors);
+    expect_load_error(dir.path, weights, "missing tensor 'h.0.attn.c_attn.bias'");
+
+    for (const std::string name : {"h.0.attn.extra", "h.x.attn.bias", "h..attn.bias", "h.0.attn.bias.x", "attn.bias",
+                                   "transformer.h.0.mlp.bias"}) {
+        tensors = tensors_of(model);
+        tensors.push_back({name, {1, 1, 8, 8}, mask});
+        write_model_dir(dir.path, model, tensors);
+        expect_load_error(dir.path, weights, "unknown tensor '" + name + "'");
+    }
+
+    tensors = tensors_of(model);
+    tensors.push_back({"transformer.ln_f.bias", {8}, std::span<const float>(mask).first(8)});
+    write_model_dir(dir.path, model, tensors);
+    expect_load_error(dir.path, weights, "'ln_f.bias' appears twice");
+}
+
+BOOST_AUTO_TEST_CASE(untied_lm_head_is_refused) {
+    TempDir dir;
+    const auto model = random_model(8);
+    const fs::path weights = dir.path / "model.safetensors";
+    const std::string message = "lm_head.weight differs from wte.weight (untied heads are not supported)";
+    std::vector<float> head(model.params().data() + model.layout().wte(),
+                            model.params().data() + model.layout().wte() + 11 * 8);
+    head[37] = std::nextafter(head[37], 1.0f);
+    auto tensors = tensors_of(model);
+    tensors.push_back({"lm_head.weight", {11, 8}, head});
+    write_model_dir(dir.path, model, tensors);
+    expect_load_error(dir.path, weights, message);
+
+    tensors = tensors_of(model);
+    tensors.push_back({"lm_head.weight", {8, 11}, head});
+    write_model_dir(dir.path, model, tensors);
+    expect_load_error(dir.path, weights, message);
+}
+
+BOOST_AUTO_TEST_CASE(saving_over_a_model_replaces_it_cleanly) {
+    TempDir dir;
+    const fs::path target = dir.path / "nested" / "model";
+    simnpo::model::save(random_model(9), target);
+    const auto second = random_model(10);
+    simnpo::model::save(second, target);
+    BOOST_TEST((entries(target) == std::set<std::string>{"config.json", "model.safetensors"}));
+    const FloatGpt loaded = simnpo::model::load(target);
+    BOOST_TEST(bitwise_equal(loaded.params(), second.params()));
+}
