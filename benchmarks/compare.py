@@ -32,7 +32,7 @@ def simnpo_round(binary, env, repeats, pattern):
     output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     results = {}
     for entry in json.loads(output)["benchmarks"]:
-        if entry.get("aggregate_name") != "median":
+        if repeats > 1 and entry.get("aggregate_name") != "median":
             continue
         name = entry["run_name"].replace("/real_time", "")
         name = name.rsplit("/", 1)[0] if name.count("/") == 2 else name  # drop the config index

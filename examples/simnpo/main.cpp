@@ -59,14 +59,7 @@ int run_init(const std::vector<std::string>& words) {
     const fs::path config_path = args.required("--config");
     const fs::path out = args.required("--out");
     const auto seed = static_cast<std::uint64_t>(args.integer("--seed", 0, 0, std::numeric_limits<long long>::max()));
-    const auto json_text = simnpo::read_file(config_path);
-    nlohmann::json json;
-    try {
-        json = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::exception&) {
-        simnpo::fail(config_path.string(), ": not valid JSON");
-    }
-    simnpo::model::Gpt<simnpo::cpu, float> model(simnpo::model::config_from_json(json, config_path.string()));
+    simnpo::model::Gpt<simnpo::cpu, float> model(simnpo::model::read_config(config_path));
     simnpo::model::init_gpt2(model, seed);
     simnpo::model::save(model, out);
     std::cout << "wrote " << out.string() << " (" << model.layout().total() << " parameters, seed " << seed << ")\n";

@@ -10,6 +10,8 @@
 #include <system_error>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "simnpo/core/error.hpp"
 
 namespace simnpo {
@@ -23,6 +25,18 @@ inline std::string read_file(const std::filesystem::path& path) {
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (in.bad()) fail(path.string(), ": read error");
     return bytes;
+}
+
+// A JSON document from a file; Error naming the file when it is not JSON.
+inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+    const std::string text = read_file(path);
+    try {
+        return nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& error) {
+        fail(path.string(), ": not valid JSON (at byte ", error.byte, ")");
+    } catch (const nlohmann::json::out_of_range&) {
+        fail(path.string(), ": not valid JSON (a number is out of range)");
+    }
 }
 
 // Replaces `path` with `content` atomically: the bytes go to a temporary file in

@@ -3,11 +3,13 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "simnpo/core/error.hpp"
+#include "simnpo/core/file.hpp"
 
 namespace simnpo::model {
 
@@ -65,6 +67,11 @@ inline Config config_from_json(const nlohmann::json& json, const std::string& wh
     }
     config.validate(where);
     return config;
+}
+
+// Reads a config.json file.
+inline Config read_config(const std::filesystem::path& path) {
+    return config_from_json(read_json_file(path), path.string());
 }
 
 inline nlohmann::json config_to_json(const Config& config) {

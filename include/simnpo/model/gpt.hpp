@@ -37,6 +37,7 @@ public:
     const Config& config() const { return config_; }
     const ParamLayout& layout() const { return layout_; }
     Backend& backend() { return backend_; }
+    const Backend& backend() const { return backend_; }
     Buffer<Scalar>& params() { return params_; }
     const Buffer<Scalar>& params() const { return params_; }
     Buffer<Scalar>& grads() { return grads_; }
@@ -147,7 +148,6 @@ public:
             fail("Gpt::backward: ", token_weights.size(), " token weights for ", scored_,
                  " scored positions");
         copy_to_device(backend_, weights_.data(), token_weights);
-        fill_zero(backend_, dlogits_.data(), dlogits_.size());
         logprob_backward(backend_, dlogits_.data(), logits_.data(), logsumexp_.data(), targets_.data(),
                          weights_.data(), scored_, config_.vocab_size);
         backward_from_logit_grad();

@@ -37,17 +37,6 @@ inline bool is_attention_mask_buffer(std::string_view name) {
     return name == ".attn.bias" || name == ".attn.masked_bias";
 }
 
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-    const std::string text = read_file(path);
-    try {
-        return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& error) {
-        fail(path.string(), ": not valid JSON (at byte ", error.byte, ")");
-    } catch (const nlohmann::json::out_of_range&) {
-        fail(path.string(), ": not valid JSON (a number is out of range)");
-    }
-}
-
 }  // namespace detail
 
 // Loads a model directory in Hugging Face's GPT-2 layout (DESIGN §4):
@@ -60,7 +49,7 @@ Gpt<Backend, Scalar> load(const std::filesystem::path& dir) {
     const auto config_path = dir / "config.json";
     const auto weights_path = dir / "model.safetensors";
     if (!std::filesystem::exists(config_path, ec)) fail(config_path.string(), ": not found");
-    Config config = config_from_json(detail::read_json_file(config_path), config_path.string());
+    Config config = read_config(config_path);
     if (!std::filesystem::exists(weights_path, ec)) fail(weights_path.string(), ": not found");
     const auto file = SafetensorsFile::parse(read_file(weights_path), weights_path.string());
     const std::string where = weights_path.string();
@@ -118,9 +107,7 @@ void save(const Gpt<Backend, Scalar>& model, const std::filesystem::path& dir) {
 
     const ParamLayout& layout = model.layout();
     std::vector<Scalar> host(layout.total());
-    // The model is const and so is its backend; a default backend only copies.
-    Backend backend{};
-    copy_to_host(backend, std::span<Scalar>(host), model.params().data());
+    copy_to_host(model.backend(), std::span<Scalar>(host), model.params().data());
     std::vector<float> converted;
     std::span<const float> values;
     if constexpr (std::is_same_v<Scalar, float>) {

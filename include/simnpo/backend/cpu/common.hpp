@@ -53,6 +53,13 @@ void parallel_chunks(std::int64_t n, Body&& body) {
     }
 }
 
+// Zeroing the gradient slab is memory-bound: two threads halve it.
+template <class T>
+void fill_zero(Tag, T* data, std::size_t n) {
+    parallel_chunks(static_cast<std::int64_t>(n),
+                    [&](std::int64_t begin, std::int64_t end) { std::fill(data + begin, data + end, T{}); });
+}
+
 // A rows x cols row-major view whose rows are `stride` elements apart.
 template <class S>
 MatrixMap<S> matrix(S* data, std::int64_t rows, std::int64_t cols, std::int64_t stride = -1) {
@@ -63,10 +70,7 @@ ConstMatrixMap<S> matrix(const S* data, std::int64_t rows, std::int64_t cols, st
     return ConstMatrixMap<S>(data, rows, cols, Eigen::OuterStride<>(stride < 0 ? cols : stride));
 }
 
-template <class T>
-void fill_zero(Tag, T* data, std::size_t n) {
-    std::fill_n(data, n, T{});
-}
+
 
 template <class T>
 void copy_to_device(Tag, T* device, std::span<const T> host) {

@@ -24,15 +24,17 @@ void logsoftmax_gather(Tag, S* logprobs, S* logsumexp, const S* logits, const st
     }
 }
 
-// Accumulates the logit gradient of Σ_n weights[n] · logprobs[n]:
-//   dlogits [N, V] += weights[n] · (onehot(targets[n]) − softmax(logits[n]))
+// Writes the logit gradient of Σ_n weights[n] · logprobs[n]:
+//   dlogits [N, V] = weights[n] · (onehot(targets[n]) − softmax(logits[n]))
+// Unlike the other backward kernels it writes rather than accumulates: it is
+// always the first term, and that spares zeroing N·V floats each step.
 template <class S>
 void logprob_backward(Tag, S* dlogits, const S* logits, const S* logsumexp, const std::int32_t* targets,
                       const S* weights, std::int64_t N, std::int64_t V) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t n = 0; n < N; ++n) {
         ArrayMap<S> drow(dlogits + n * V, V);
-        drow -= weights[n] * (ConstArrayMap<S>(logits + n * V, V) - logsumexp[n]).exp();
+        drow = -weights[n] * (ConstArrayMap<S>(logits + n * V, V) - logsumexp[n]).exp();
         drow[targets[n]] += weights[n];
     }
 }
