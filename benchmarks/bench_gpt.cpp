@@ -17,15 +17,9 @@ struct Shape {
 
 // (a) GPT-2 small and (b) the compact model of the issue.
 Shape shape(int which) {
-    Shape s{};
-    if (which == 0) {
-        s.config.vocab_size = 50257, s.config.n_positions = 1024, s.config.n_embd = 768;
-        s.config.n_layer = 12, s.config.n_head = 12, s.batch = 4, s.positions = 64;
-    } else {
-        s.config.vocab_size = 512, s.config.n_positions = 64, s.config.n_embd = 128;
-        s.config.n_layer = 4, s.config.n_head = 4, s.batch = 32, s.positions = 64;
-    }
-    return s;
+    if (which == 0)
+        return {{.vocab_size = 50257, .n_positions = 1024, .n_embd = 768, .n_layer = 12, .n_head = 12}, 4, 64};
+    return {{.vocab_size = 512, .n_positions = 64, .n_embd = 128, .n_layer = 4, .n_head = 4}, 32, 64};
 }
 
 // Every position of every row scored, as in the PyTorch side: a prompt of one

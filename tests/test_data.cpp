@@ -19,13 +19,7 @@ using simnpo::data::parse_examples;
 using Ids = std::vector<std::int32_t>;
 
 simnpo::model::Config small_config() {
-    simnpo::model::Config config;
-    config.vocab_size = 50;
-    config.n_positions = 16;
-    config.n_embd = 8;
-    config.n_layer = 1;
-    config.n_head = 2;
-    return config;
+    return {.vocab_size = 50, .n_positions = 16, .n_embd = 8, .n_layer = 1, .n_head = 2};
 }
 
 std::vector<Example> parse(std::string_view text) { return parse_examples(text, small_config(), "data.jsonl"); }

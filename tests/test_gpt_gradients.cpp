@@ -13,13 +13,7 @@ namespace {
 using Model = simnpo::model::Gpt<simnpo::cpu, double>;
 
 simnpo::model::Config tiny_config() {
-    simnpo::model::Config config;
-    config.vocab_size = 13;
-    config.n_positions = 12;
-    config.n_embd = 8;
-    config.n_layer = 2;
-    config.n_head = 2;
-    return config;
+    return {.vocab_size = 13, .n_positions = 12, .n_embd = 8, .n_layer = 2, .n_head = 2};
 }
 
 // Large random values (not GPT-2's init) so that every path carries gradient.
@@ -137,4 +131,15 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_errors) {
     batch = simnpo::data::make_batch(examples());
     model.forward(batch);
     BOOST_CHECK_THROW(model.backward(std::vector<double>(3, 1.0)), simnpo::Error);
+}
+
+BOOST_AUTO_TEST_CASE(named_views_address_the_slabs) {
+    Model model(tiny_config());
+    const auto* slot = model.layout().find("h.1.mlp.c_fc.bias");
+    BOOST_REQUIRE(slot != nullptr);
+    BOOST_TEST(slot->size == 32u);
+    BOOST_TEST(model.param("h.1.mlp.c_fc.bias").data() == model.params().data() + slot->offset);
+    BOOST_TEST(model.grad("h.1.mlp.c_fc.bias").data() == model.grads().data() + slot->offset);
+    BOOST_TEST(model.param("wte.weight").size() == 13u * 8u);
+    BOOST_CHECK_THROW(model.param("h.2.ln_1.weight"), simnpo::Error);
 }

@@ -53,8 +53,15 @@ for source in "$root"/tests/fuzz/fuzz_*.cpp; do
     mkdir -p "$corpus" "$build/artifacts"
     seed "$name" "$corpus"
     echo "== $name: ${seconds}s"
-    "$build/fuzz/$name" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
-        -artifact_prefix="$build/artifacts/$name-" -print_final_stats=1 || failed+=("$name")
+    # libFuzzer's progress lines go to a log; shown only when the target fails.
+    log=$build/$name.log
+    if "$build/fuzz/$name" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+        -artifact_prefix="$build/artifacts/$name-" -print_final_stats=1 >"$log" 2>&1; then
+        grep -E "^(Done|stat::peak_rss_mb)" "$log" || true
+    else
+        tail -n 60 "$log"
+        failed+=("$name")
+    fi
 done
 if ((${#failed[@]})); then
     echo "run.sh: failed: ${failed[*]} (inputs in $build/artifacts)" >&2

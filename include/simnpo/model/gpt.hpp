@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <xtensor/xtensor.hpp>
@@ -42,6 +43,13 @@ public:
     const Buffer<Scalar>& params() const { return params_; }
     Buffer<Scalar>& grads() { return grads_; }
     const Buffer<Scalar>& grads() const { return grads_; }
+
+    // Named views into the slabs, by Hugging Face tensor name ("h.0.ln_1.weight").
+    // On a GPU backend they point to device memory.
+    std::span<Scalar> param(std::string_view name) { return view(params_, name); }
+    std::span<const Scalar> param(std::string_view name) const { return view(params_, name); }
+    std::span<Scalar> grad(std::string_view name) { return view(grads_, name); }
+    std::span<const Scalar> grad(std::string_view name) const { return view(grads_, name); }
 
     void zero_grad() { fill_zero(backend_, grads_.data(), grads_.size()); }
 
@@ -202,6 +210,13 @@ private:
                                BT, C);
         }
         encoder_backward(backend_, g + layout_.wte(), g + layout_.wpe(), dx, tokens_.data(), B, T, C);
+    }
+
+    template <class Slab>
+    auto view(Slab& slab, std::string_view name) const {
+        const TensorSlot* slot = layout_.find(name);
+        if (slot == nullptr) fail("Gpt: no parameter named '", name, "'");
+        return std::span(slab.data() + slot->offset, slot->size);
     }
 
     void check_batch(const data::Batch& batch) const {

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "simnpo/model/config.hpp"
@@ -59,7 +60,7 @@ public:
 
     const std::vector<TensorSlot>& slots() const { return slots_; }
     std::size_t total() const { return total_; }
-    const TensorSlot* find(const std::string& name) const {
+    const TensorSlot* find(std::string_view name) const {
         for (const auto& slot : slots_)
             if (slot.name == name) return &slot;
         return nullptr;

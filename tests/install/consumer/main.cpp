@@ -5,13 +5,7 @@
 #include <simnpo.hpp>
 
 int main() {
-    simnpo::model::Config config;
-    config.vocab_size = 10;
-    config.n_positions = 8;
-    config.n_embd = 8;
-    config.n_layer = 1;
-    config.n_head = 2;
-    simnpo::model::Gpt<simnpo::cpu, float> model(config);
+    simnpo::model::Gpt<simnpo::cpu, float> model({.vocab_size = 10, .n_positions = 8, .n_embd = 8, .n_layer = 1, .n_head = 2});
     simnpo::model::init_gpt2(model, 1);
     const std::vector<simnpo::data::Example> examples{{{1, 2}, {3, 4}}};
     model.forward(simnpo::data::make_batch(examples));
