@@ -53,10 +53,7 @@ void run_model(benchmark::State& state, bool backward) {
                                      1.0f / static_cast<float>(model.scored_count()));
     for (auto _ : state) {
         model.forward(batch);
-        if (backward) {
-            model.zero_grad();
-            model.backward(weights);
-        }
+        if (backward) model.backward(weights, simnpo::GradStore::overwrite);
         benchmark::DoNotOptimize(model.grads().data());
     }
     state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(s.batch * s.positions),
@@ -85,11 +82,12 @@ void gpt2_small_matmuls(benchmark::State& state) {
             for (const auto& [in, out] : shapes) {
                 simnpo::backend::cpu::matmul_forward(tag, y.data(), x.data(), w.data(), nullptr, N, in, out);
                 simnpo::backend::cpu::matmul_backward(tag, dx.data(), dw.data(), nullptr, y.data(), x.data(),
-                                                      w.data(), N, in, out);
+                                                      w.data(), N, in, out, simnpo::GradStore::overwrite);
                 flops += 3 * 2.0 * static_cast<double>(N * in * out);
             }
         simnpo::backend::cpu::lm_head_forward(tag, logits.data(), x.data(), wte.data(), N, C, V);
-        simnpo::backend::cpu::lm_head_backward(tag, dx.data(), dwte.data(), logits.data(), x.data(), wte.data(), N, C, V);
+        simnpo::backend::cpu::lm_head_backward(tag, dx.data(), dwte.data(), logits.data(), x.data(), wte.data(), N, C,
+                                               V, simnpo::GradStore::overwrite);
         flops += 3 * 2.0 * static_cast<double>(N * C * V);
         benchmark::DoNotOptimize(dwte.data());
     }

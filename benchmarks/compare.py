@@ -51,8 +51,9 @@ def main():
     binary = os.path.join(args.build, "benchmarks", "bench_gpt")
     if not os.path.exists(binary):
         sys.exit(f"compare.py: {binary} not found: build first (scripts/setup.sh)")
+    # Each side with its own best OpenMP wait policy: torch_gpt2.py sets PASSIVE for
+    # PyTorch (its OpenMP and OpenBLAS pools share the cores); simnpo has one pool.
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch_command = [sys.executable, os.path.join(HERE, "torch_gpt2.py"), "--threads", str(args.threads),
                      "--repeats", str(args.repeats)]
 
@@ -84,7 +85,7 @@ def main():
                   if line.get("metric") == "peak_rss"][0]
     print(f"peak RSS, GPT-2 small forward+backward: simnpo {peak['peak_rss_mib']:.0f} MiB, "
           f"PyTorch {torch_peak['peak_rss_mib']:.0f} MiB")
-    print(f"(threads {args.threads}, OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}, rounds {args.rounds}, "
+    print(f"(threads {args.threads}, rounds {args.rounds}, "
           f"repeats {args.repeats}; medians)")
 
 

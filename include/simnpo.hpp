@@ -7,6 +7,7 @@
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/rng.hpp"
 #include "simnpo/core/threads.hpp"
+#include "simnpo/core/grad_store.hpp"
 #include "simnpo/core/file.hpp"
 
 #include "simnpo/backend/cpu/common.hpp"

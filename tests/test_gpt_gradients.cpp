@@ -133,6 +133,22 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_errors) {
     BOOST_CHECK_THROW(model.backward(std::vector<double>(3, 1.0)), simnpo::Error);
 }
 
+BOOST_AUTO_TEST_CASE(overwrite_replaces_every_gradient_element) {
+    Model model(tiny_config());
+    randomize(model, 13);
+    const auto batch = simnpo::data::make_batch(examples());
+    model.forward(batch);
+    const std::vector<double> weights(static_cast<std::size_t>(model.scored_count()), -0.5);
+    model.zero_grad();
+    model.backward(weights);
+    const std::vector<double> expected(model.grads().begin(), model.grads().end());
+    // Stale values everywhere, positions past the batch's length included.
+    std::fill(model.grads().begin(), model.grads().end(), 7.0);
+    model.backward(weights, simnpo::GradStore::overwrite);
+    for (std::size_t i = 0; i < expected.size(); ++i)
+        BOOST_TEST(model.grads()[i] == expected[i], boost::test_tools::tolerance(1e-12));
+}
+
 BOOST_AUTO_TEST_CASE(named_views_address_the_slabs) {
     Model model(tiny_config());
     const auto* slot = model.layout().find("h.1.mlp.c_fc.bias");

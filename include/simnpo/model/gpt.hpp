@@ -10,6 +10,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "simnpo/core/error.hpp"
+#include "simnpo/core/grad_store.hpp"
 #include "simnpo/data/example.hpp"
 #include "simnpo/model/config.hpp"
 #include "simnpo/model/layout.hpp"
@@ -148,9 +149,10 @@ public:
     // Logits [scored_count(), V] of the last forward (the scored positions only).
     const Buffer<Scalar>& logits() const { return logits_; }
 
-    // Accumulates into grads() the gradient of Σ_n token_weights[n] · logprob[n]
-    // over the scored positions of the last forward.
-    void backward(std::span<const Scalar> token_weights) {
+    // Stores into grads() the gradient of Σ_n token_weights[n] · logprob[n] over
+    // the scored positions of the last forward: added to what grads() holds, or,
+    // with GradStore::overwrite, replacing it (no zero_grad() needed).
+    void backward(std::span<const Scalar> token_weights, GradStore store = GradStore::accumulate) {
         if (B_ == 0) fail("Gpt::backward: no forward pass to differentiate");
         if (static_cast<std::int64_t>(token_weights.size()) != scored_)
             fail("Gpt::backward: ", token_weights.size(), " token weights for ", scored_,
@@ -158,14 +160,14 @@ public:
         copy_to_device(backend_, weights_.data(), token_weights);
         logprob_backward(backend_, dlogits_.data(), logits_.data(), logsumexp_.data(), targets_.data(),
                          weights_.data(), scored_, config_.vocab_size);
-        backward_from_logit_grad();
+        backward_from_logit_grad(store);
     }
 
 private:
     // Backpropagates dlogits_ (the loss's gradient with respect to the scored
     // logits) through the network. Losses that need full distributions (KL)
     // add their part to dlogits_ before this runs.
-    void backward_from_logit_grad() {
+    void backward_from_logit_grad(GradStore store) {
         const std::int64_t B = B_, T = T_, BT = B_ * T_;
         const std::int64_t C = config_.n_embd, V = config_.vocab_size, H = config_.n_head;
         const std::int64_t L = config_.n_layer;
@@ -176,12 +178,12 @@ private:
         fill_zero(backend_, dhead_in_.data(), dhead_in_.size());
 
         lm_head_backward(backend_, dhead_in_.data(), g + layout_.wte(), dlogits_.data(), head_in_.data(),
-                         p + layout_.wte(), scored_, C, V);
+                         p + layout_.wte(), scored_, C, V, store);
         scatter_add_rows(backend_, dlnf_.data(), dhead_in_.data(), rows_.data(), scored_, C);
         Scalar* dx = dresidual_.data();
         layernorm_backward(backend_, dx, g + layout_.ln_f_weight(), g + layout_.ln_f_bias(), dlnf_.data(),
                            act(residual_, L), p + layout_.ln_f_weight(), lnf_mean_.data(), lnf_rstd_.data(),
-                           BT, C);
+                           BT, C, store);
         for (std::int64_t l = L - 1; l >= 0; --l) {
             const BlockOffsets& w = layout_.block(static_cast<std::size_t>(l));
             // dx holds dL/d(block output); each branch adds its part, leaving dL/d(block input).
@@ -189,27 +191,28 @@ private:
             fill_zero(backend_, dfch_.data(), dfch_.size());
             fill_zero(backend_, dln_.data(), dln_.size());
             matmul_backward(backend_, dfch_gelu_.data(), g + w.fc_proj_weight, g + w.fc_proj_bias, dx,
-                            act(fch_gelu_, l), p + w.fc_proj_weight, BT, 4 * C, C);
+                            act(fch_gelu_, l), p + w.fc_proj_weight, BT, 4 * C, C, store);
             gelu_backward(backend_, dfch_.data(), dfch_gelu_.data(), act(fch_, l), BT * 4 * C);
             matmul_backward(backend_, dln_.data(), g + w.fc_weight, g + w.fc_bias, dfch_.data(),
-                            act(ln2_, l), p + w.fc_weight, BT, C, 4 * C);
+                            act(ln2_, l), p + w.fc_weight, BT, C, 4 * C, store);
             layernorm_backward(backend_, dx, g + w.ln_2_weight, g + w.ln_2_bias, dln_.data(),
                                act(residual2_, l), p + w.ln_2_weight, act(ln2_mean_, l), act(ln2_rstd_, l),
-                               BT, C);
+                               BT, C, store);
             fill_zero(backend_, datty_.data(), datty_.size());
             fill_zero(backend_, dqkv_.data(), dqkv_.size());
             fill_zero(backend_, dln_.data(), dln_.size());
             matmul_backward(backend_, datty_.data(), g + w.attn_proj_weight, g + w.attn_proj_bias, dx,
-                            act(atty_, l), p + w.attn_proj_weight, BT, C, C);
+                            act(atty_, l), p + w.attn_proj_weight, BT, C, C, store);
             attention_backward(backend_, dqkv_.data(), datty_.data(), act(qkv_, l), act(att_, l),
                                lengths_.data(), B, T, C, H);
             matmul_backward(backend_, dln_.data(), g + w.attn_weight, g + w.attn_bias, dqkv_.data(),
-                            act(ln1_, l), p + w.attn_weight, BT, C, 3 * C);
+                            act(ln1_, l), p + w.attn_weight, BT, C, 3 * C, store);
             layernorm_backward(backend_, dx, g + w.ln_1_weight, g + w.ln_1_bias, dln_.data(),
                                act(residual_, l), p + w.ln_1_weight, act(ln1_mean_, l), act(ln1_rstd_, l),
-                               BT, C);
+                               BT, C, store);
         }
-        encoder_backward(backend_, g + layout_.wte(), g + layout_.wpe(), dx, tokens_.data(), B, T, C);
+        encoder_backward(backend_, g + layout_.wte(), g + layout_.wpe(), dx, tokens_.data(), B, T, C,
+                         config_.n_positions, store);
     }
 
     template <class Slab>

@@ -1,11 +1,13 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
 
 #include "simnpo/backend/cpu/common.hpp"
+#include "simnpo/core/grad_store.hpp"
 
 namespace simnpo::backend::cpu {
 
@@ -56,11 +58,13 @@ void encoder_forward(Tag, S* out, const std::int32_t* tokens, const S* wte, cons
     }
 }
 
-// Accumulates dwte [V, C] and dwpe [P, C] from dout [B·T, C]. Sequential over
+// From dout [B·T, C]: accumulates dwte [V, C] (the tied LM head has already
+// stored its part) and stores (per `store`) dwpe [P, C]. Sequential over
 // positions: two positions may hold the same token.
 template <class S>
-void encoder_backward(Tag, S* dwte, S* dwpe, const S* dout, const std::int32_t* tokens,
-                      std::int64_t B, std::int64_t T, std::int64_t C) {
+void encoder_backward(Tag, S* dwte, S* dwpe, const S* dout, const std::int32_t* tokens, std::int64_t B,
+                      std::int64_t T, std::int64_t C, std::int64_t P, GradStore store) {
+    if (store == GradStore::overwrite) std::fill_n(dwpe, P * C, S{0});
     for (std::int64_t bt = 0; bt < B * T; ++bt) {
         S* token_row = dwte + static_cast<std::int64_t>(tokens[bt]) * C;
         S* position_row = dwpe + (bt % T) * C;

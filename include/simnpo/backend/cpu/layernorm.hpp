@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "simnpo/backend/cpu/common.hpp"
+#include "simnpo/core/grad_store.hpp"
 
 namespace simnpo::backend::cpu {
 
@@ -24,10 +25,14 @@ void layernorm_forward(Tag, S* out, S* mean, S* rstd, const S* inp, const S* wei
     }
 }
 
-// Accumulates dinp [N, C], dweight [C] and dbias [C] from dout [N, C].
+// Accumulates dinp [N, C] from dout [N, C]; stores (per `store`) dweight [C] and dbias [C].
 template <class S>
-void layernorm_backward(Tag, S* dinp, S* dweight, S* dbias, const S* dout, const S* inp,
-                        const S* weight, const S* mean, const S* rstd, std::int64_t N, std::int64_t C) {
+void layernorm_backward(Tag, S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
+                        const S* mean, const S* rstd, std::int64_t N, std::int64_t C, GradStore store) {
+    if (store == GradStore::overwrite) {
+        ArrayMap<S>(dweight, C).setZero();
+        ArrayMap<S>(dbias, C).setZero();
+    }
 #pragma omp parallel
     {
         // Per-thread partial sums keep the weight and bias gradients race-free.

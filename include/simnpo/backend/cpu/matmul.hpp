@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "simnpo/backend/cpu/common.hpp"
+#include "simnpo/core/grad_store.hpp"
 
 #ifdef EIGEN_USE_BLAS
 extern "C" void openblas_set_num_threads(int threads);
@@ -35,21 +36,32 @@ void matmul_forward(Tag, S* out, const S* inp, const S* weight, const std::type_
     });
 }
 
-// Accumulates dinp [N, IC] += dout · weightᵀ, dweight [IC, OC] += inpᵀ · dout,
-// dbias [OC] += column sums of dout (dbias may be null).
+// Accumulates dinp [N, IC] += dout · weightᵀ; stores (adds or overwrites, per
+// `store`) dweight [IC, OC] = inpᵀ · dout and dbias [OC] = column sums of dout
+// (dbias may be null).
 template <class S>
 void matmul_backward(Tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, const S* dout, const S* inp,
-                     const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC) {
+                     const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC, GradStore store) {
     single_threaded_blas();
     const auto gradient = matrix(dout, N, OC);
     parallel_chunks(IC, [&](std::int64_t begin, std::int64_t end) {
         const std::int64_t rows = end - begin;
         matrix(dinp + begin, N, rows, IC).noalias() += gradient * matrix(weight + begin * OC, rows, OC).transpose();
-        matrix(dweight + begin * OC, rows, OC).noalias() += matrix(inp + begin, N, rows, IC).transpose() * gradient;
+        auto dw = matrix(dweight + begin * OC, rows, OC);
+        const auto product = matrix(inp + begin, N, rows, IC).transpose() * gradient;
+        if (store == GradStore::overwrite)
+            dw.noalias() = product;
+        else
+            dw.noalias() += product;
     });
     if (dbias != nullptr)
         parallel_chunks(OC, [&](std::int64_t begin, std::int64_t end) {
-            VectorMap<S>(dbias + begin, end - begin) += matrix(dout + begin, N, end - begin, OC).colwise().sum();
+            VectorMap<S> db(dbias + begin, end - begin);
+            const auto sums = matrix(dout + begin, N, end - begin, OC).colwise().sum();
+            if (store == GradStore::overwrite)
+                db = sums;
+            else
+                db += sums;
         });
 }
 
@@ -63,18 +75,22 @@ void lm_head_forward(Tag, S* logits, const S* inp, const S* wte, std::int64_t N,
     });
 }
 
-// Accumulates dinp [N, C] += dlogits · wte and dwte [V, C] += dlogitsᵀ · inp.
+// Accumulates dinp [N, C] += dlogits · wte; stores (per `store`) dwte [V, C] = dlogitsᵀ · inp.
 template <class S>
 void lm_head_backward(Tag, S* dinp, S* dwte, const S* dlogits, const S* inp, const S* wte, std::int64_t N,
-                      std::int64_t C, std::int64_t V) {
+                      std::int64_t C, std::int64_t V, GradStore store) {
     single_threaded_blas();
     parallel_chunks(C, [&](std::int64_t begin, std::int64_t end) {
         matrix(dinp + begin, N, end - begin, C).noalias() +=
             matrix(dlogits, N, V) * matrix(wte + begin, V, end - begin, C);
     });
     parallel_chunks(V, [&](std::int64_t begin, std::int64_t end) {
-        matrix(dwte + begin * C, end - begin, C).noalias() +=
-            matrix(dlogits + begin, N, end - begin, V).transpose() * matrix(inp, N, C);
+        auto dw = matrix(dwte + begin * C, end - begin, C);
+        const auto product = matrix(dlogits + begin, N, end - begin, V).transpose() * matrix(inp, N, C);
+        if (store == GradStore::overwrite)
+            dw.noalias() = product;
+        else
+            dw.noalias() += product;
     });
 }
 
