@@ -26,4 +26,7 @@
 #include "simnpo/model/io.hpp"
 #include "simnpo/data/jsonl.hpp"
 
+#include "simnpo/loss/sequence.hpp"
+#include "simnpo/loss/preference.hpp"
+
 #undef SIMNPO_UMBRELLA_INCLUDE
