@@ -10,10 +10,11 @@
 #include <fstream>
 #include <string>
 #include <sys/wait.h>
-#include <unistd.h>
 #include <vector>
 
 #include <simnpo.hpp>
+
+#include "support/temp_dir.hpp"
 
 namespace {
 
@@ -26,25 +27,10 @@ struct Result {
     std::string output;  // stdout and stderr together
 };
 
-// A fresh scratch directory per test case, removed at the end.
-struct Scratch {
-    fs::path dir = fs::temp_directory_path() / ("simnpo_cli_" + std::to_string(::getpid()) + "_" +
-                                                std::to_string(counter()++));
-    Scratch() { fs::create_directories(dir); }
-    ~Scratch() { fs::remove_all(dir); }
-    static int& counter() {
-        static int value = 0;
-        return value;
-    }
-    std::string path(const std::string& name) const { return (dir / name).string(); }
-    std::string write(const std::string& name, const std::string& content) const {
-        std::ofstream(dir / name, std::ios::binary) << content;
-        return path(name);
-    }
-};
+using simnpo::testing::TempDir;
 
-Result run(const std::string& arguments, const Scratch& scratch) {
-    const std::string log = scratch.path("output.log");
+Result run(const std::string& arguments, const TempDir& scratch) {
+    const std::string log = scratch.file("output.log");
     const int raw = std::system((simnpo_bin + " " + arguments + " > " + log + " 2>&1").c_str());
     return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, simnpo::read_file(log)};
 }
@@ -67,8 +53,8 @@ void check_error(const Result& result, const std::string& where, const std::stri
 }
 
 void check_logprobs_match(const std::string& model_dir, const std::string& dtype, double tolerance) {
-    const Scratch scratch;
-    const std::string out = scratch.path("out.jsonl");
+    const TempDir scratch;
+    const std::string out = scratch.file("out.jsonl");
     const auto result = run("logprobs --model " + model_dir + " --data " + model_dir + "/data.jsonl --out " + out +
                                 " --batch-size 2 --dtype " + dtype, scratch);
     BOOST_TEST_INFO(result.output);
@@ -96,32 +82,32 @@ BOOST_AUTO_TEST_CASE(logprobs_match_pytorch_on_hugging_face_checkpoints) {
 }
 
 BOOST_AUTO_TEST_CASE(init_then_logprobs_is_near_uniform) {
-    const Scratch scratch;
+    const TempDir scratch;
     const auto config = scratch.write("config.json",
                                       R"({"vocab_size": 50, "n_positions": 16, "n_embd": 16, "n_layer": 2, "n_head": 2})");
-    auto result = run("init --config " + config + " --out " + scratch.path("model") + " --seed 3", scratch);
+    auto result = run("init --config " + config + " --out " + scratch.file("model") + " --seed 3", scratch);
     BOOST_TEST_INFO(result.output);
     BOOST_REQUIRE_EQUAL(result.status, 0);
-    BOOST_TEST(fs::exists(scratch.path("model/model.safetensors")));
+    BOOST_TEST(fs::exists(scratch.file("model/model.safetensors")));
     const auto data = scratch.write("data.jsonl", good_line + "\n" + R"({"prompt_ids": [7], "answer_ids": [8, 9, 10]})" + "\n");
-    result = run("logprobs --model " + scratch.path("model") + " --data " + data + " --out " + scratch.path("o.jsonl"),
+    result = run("logprobs --model " + scratch.file("model") + " --data " + data + " --out " + scratch.file("o.jsonl"),
                  scratch);
     BOOST_REQUIRE_EQUAL(result.status, 0);
-    const auto lines = read_lines(scratch.path("o.jsonl"));
+    const auto lines = read_lines(scratch.file("o.jsonl"));
     BOOST_REQUIRE_EQUAL(lines.size(), 2u);
     BOOST_TEST(lines[1].at("n_tokens").get<int>() == 3);
     // GPT-2's small init gives a nearly uniform next-token distribution.
     BOOST_TEST(lines[1].at("logprob").get<double>() == 3 * std::log(1.0 / 50), boost::test_tools::tolerance(0.02));
     // The same seed gives the same model, byte for byte.
-    result = run("init --config " + config + " --out " + scratch.path("again") + " --seed 3", scratch);
-    BOOST_TEST(simnpo::read_file(scratch.path("again/model.safetensors")) ==
-               simnpo::read_file(scratch.path("model/model.safetensors")));
+    result = run("init --config " + config + " --out " + scratch.file("again") + " --seed 3", scratch);
+    BOOST_TEST(simnpo::read_file(scratch.file("again/model.safetensors")) ==
+               simnpo::read_file(scratch.file("model/model.safetensors")));
 }
 
 BOOST_AUTO_TEST_CASE(bad_data_is_a_one_line_error_naming_file_and_line) {
-    const Scratch scratch;
+    const TempDir scratch;
     const std::string model = fixtures + "/gpt_hf";  // vocab 64, n_positions 32
-    const auto out = scratch.path("o.jsonl");
+    const auto out = scratch.file("o.jsonl");
     const auto logprobs = [&](const std::string& data) {
         return run("logprobs --model " + model + " --data " + data + " --out " + out, scratch);
     };
@@ -136,23 +122,23 @@ BOOST_AUTO_TEST_CASE(bad_data_is_a_one_line_error_naming_file_and_line) {
                 "empty_prompt.jsonl:2", out);
     check_error(logprobs(scratch.write("broken.jsonl", good_line + "\n" + good_line + "\n{\"prompt_ids\": [1,\n")),
                 "broken.jsonl:3", out);
-    check_error(logprobs(scratch.path("missing.jsonl")), "missing.jsonl", out);
+    check_error(logprobs(scratch.file("missing.jsonl")), "missing.jsonl", out);
 }
 
 BOOST_AUTO_TEST_CASE(bad_models_and_flags_are_one_line_errors) {
-    const Scratch scratch;
+    const TempDir scratch;
     const auto data = scratch.write("data.jsonl", good_line + "\n");
-    const auto out = scratch.path("o.jsonl");
-    check_error(run("logprobs --model " + scratch.path("no_such_model") + " --data " + data + " --out " + out, scratch),
+    const auto out = scratch.file("o.jsonl");
+    check_error(run("logprobs --model " + scratch.file("no_such_model") + " --data " + data + " --out " + out, scratch),
                 "no_such_model", out);
-    fs::create_directories(scratch.path("bad_model"));
+    fs::create_directories(scratch.file("bad_model"));
     scratch.write("bad_model/config.json", R"({"vocab_size": 50, "n_positions": 16, "n_embd": 16, "n_layer": 2})");
-    check_error(run("logprobs --model " + scratch.path("bad_model") + " --data " + data + " --out " + out, scratch),
+    check_error(run("logprobs --model " + scratch.file("bad_model") + " --data " + data + " --out " + out, scratch),
                 "n_head", out);
     const auto config = scratch.write("config.json", R"({"vocab_size": 50, "n_positions": 16, "n_embd": 15, "n_layer": 1, "n_head": 2})");
-    check_error(run("init --config " + config + " --out " + scratch.path("m"), scratch), "config.json");
-    check_error(run("init --config " + config + " --out " + scratch.path("m") + " --seed -1", scratch), "--seed");
-    check_error(run("init --config " + config + " --out " + scratch.path("m") + " --sede 1", scratch), "--sede");
+    check_error(run("init --config " + config + " --out " + scratch.file("m"), scratch), "config.json");
+    check_error(run("init --config " + config + " --out " + scratch.file("m") + " --seed -1", scratch), "--seed");
+    check_error(run("init --config " + config + " --out " + scratch.file("m") + " --sede 1", scratch), "--sede");
     check_error(run("init --config " + config, scratch), "--out");
     check_error(run("logprobs --model " + fixtures + "/gpt_hf --data " + data + " --out " + out + " --dtype half", scratch),
                 "--dtype", out);

@@ -3,6 +3,8 @@
 
 #include <simnpo.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -11,30 +13,16 @@
 #include <fstream>
 #include <set>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
+using simnpo::testing::TempDir;
 using simnpo::model::WriteTensor;
 using FloatGpt = simnpo::model::Gpt<simnpo::cpu, float>;
 using DoubleGpt = simnpo::model::Gpt<simnpo::cpu, double>;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("simnpo_test_model_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 simnpo::model::Config small_config(std::int64_t vocab_size = 11) {
     return simnpo::model::config_from_json({{"vocab_size", vocab_size},

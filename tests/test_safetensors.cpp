@@ -3,6 +3,8 @@
 
 #include <simnpo.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -11,10 +13,10 @@
 #include <initializer_list>
 #include <limits>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
+using simnpo::testing::TempDir;
 using simnpo::model::SafetensorsFile;
 using simnpo::model::SafetensorsTensor;
 using simnpo::model::WriteTensor;
@@ -74,20 +76,6 @@ std::vector<Scalar> read_all(const SafetensorsFile& file, const std::string& nam
     return values;
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("simnpo_test_safetensors_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 }  // namespace
 

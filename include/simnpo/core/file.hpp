@@ -27,16 +27,21 @@ inline std::string read_file(const std::filesystem::path& path) {
     return bytes;
 }
 
-// A JSON document from a file; Error naming the file when it is not JSON.
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-    const std::string text = read_file(path);
+// A JSON document; Error "<where>: not valid JSON ..." when it is not one
+// (nlohmann reports a number out of range as out_of_range, not parse_error).
+inline nlohmann::json parse_json(std::string_view text, const std::string& where) {
     try {
         return nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& error) {
-        fail(path.string(), ": not valid JSON (at byte ", error.byte, ")");
+        fail(where, ": not valid JSON (at byte ", error.byte, ")");
     } catch (const nlohmann::json::out_of_range&) {
-        fail(path.string(), ": not valid JSON (a number is out of range)");
+        fail(where, ": not valid JSON (a number is out of range)");
     }
+}
+
+// A JSON document from a file; Error naming the file when it is not JSON.
+inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+    return parse_json(read_file(path), path.string());
 }
 
 // Replaces `path` with `content` atomically: the bytes go to a temporary file in

@@ -1,7 +1,6 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
-#include <Eigen/Core>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -15,7 +14,6 @@ inline void set_threads(int threads) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
-    Eigen::setNbThreads(threads);
 }
 
 }  // namespace simnpo

@@ -253,12 +253,14 @@ private:
     };
     Scalar* act(Activation& a, std::int64_t l) { return a.data.data() + l * a.stride; }
 
+    // Sizes the buffers for a batch shape. Nothing is cleared: every kernel
+    // writes what it later reads, and the backward zeroes its own accumulators.
     void reserve(std::int64_t B, std::int64_t T) {
         if (B == B_ && T == T_) return;
         const std::int64_t BT = B * T, C = config_.n_embd, L = config_.n_layer, H = config_.n_head;
         const auto sized = [&](Activation& a, std::int64_t layers, std::int64_t per_layer) {
             a.stride = per_layer;
-            a.data.assign(static_cast<std::size_t>(layers * per_layer), Scalar{0});
+            a.data.resize(static_cast<std::size_t>(layers * per_layer));
         };
         sized(residual_, L + 1, BT * C);
         sized(ln1_, L, BT * C);
@@ -273,34 +275,34 @@ private:
         sized(ln2_rstd_, L, BT);
         sized(fch_, L, BT * 4 * C);
         sized(fch_gelu_, L, BT * 4 * C);
-        lnf_.assign(static_cast<std::size_t>(BT * C), Scalar{0});
-        lnf_mean_.assign(static_cast<std::size_t>(BT), Scalar{0});
-        lnf_rstd_.assign(static_cast<std::size_t>(BT), Scalar{0});
-        tokens_.assign(static_cast<std::size_t>(BT), 0);
-        lengths_.assign(static_cast<std::size_t>(B), 0);
+        lnf_.resize(static_cast<std::size_t>(BT * C));
+        lnf_mean_.resize(static_cast<std::size_t>(BT));
+        lnf_rstd_.resize(static_cast<std::size_t>(BT));
+        tokens_.resize(static_cast<std::size_t>(BT));
+        lengths_.resize(static_cast<std::size_t>(B));
         // Activation gradients, reused layer after layer.
-        dresidual_.assign(static_cast<std::size_t>(BT * C), Scalar{0});
-        dlnf_.assign(static_cast<std::size_t>(BT * C), Scalar{0});
-        dln_.assign(static_cast<std::size_t>(BT * C), Scalar{0});
-        datty_.assign(static_cast<std::size_t>(BT * C), Scalar{0});
-        dqkv_.assign(static_cast<std::size_t>(BT * 3 * C), Scalar{0});
-        dfch_.assign(static_cast<std::size_t>(BT * 4 * C), Scalar{0});
-        dfch_gelu_.assign(static_cast<std::size_t>(BT * 4 * C), Scalar{0});
+        dresidual_.resize(static_cast<std::size_t>(BT * C));
+        dlnf_.resize(static_cast<std::size_t>(BT * C));
+        dln_.resize(static_cast<std::size_t>(BT * C));
+        datty_.resize(static_cast<std::size_t>(BT * C));
+        dqkv_.resize(static_cast<std::size_t>(BT * 3 * C));
+        dfch_.resize(static_cast<std::size_t>(BT * 4 * C));
+        dfch_gelu_.resize(static_cast<std::size_t>(BT * 4 * C));
         B_ = T_ = 0;  // set again when the forward completes
     }
 
     void reserve_scored(std::int64_t N) {
         const std::int64_t C = config_.n_embd, V = config_.vocab_size;
         if (static_cast<std::int64_t>(rows_.size()) == N) return;
-        rows_.assign(static_cast<std::size_t>(N), 0);
-        targets_.assign(static_cast<std::size_t>(N), 0);
-        weights_.assign(static_cast<std::size_t>(N), Scalar{0});
-        head_in_.assign(static_cast<std::size_t>(N * C), Scalar{0});
-        dhead_in_.assign(static_cast<std::size_t>(N * C), Scalar{0});
-        logits_.assign(static_cast<std::size_t>(N * V), Scalar{0});
-        dlogits_.assign(static_cast<std::size_t>(N * V), Scalar{0});
-        logprobs_.assign(static_cast<std::size_t>(N), Scalar{0});
-        logsumexp_.assign(static_cast<std::size_t>(N), Scalar{0});
+        rows_.resize(static_cast<std::size_t>(N));
+        targets_.resize(static_cast<std::size_t>(N));
+        weights_.resize(static_cast<std::size_t>(N));
+        head_in_.resize(static_cast<std::size_t>(N * C));
+        dhead_in_.resize(static_cast<std::size_t>(N * C));
+        logits_.resize(static_cast<std::size_t>(N * V));
+        dlogits_.resize(static_cast<std::size_t>(N * V));
+        logprobs_.resize(static_cast<std::size_t>(N));
+        logsumexp_.resize(static_cast<std::size_t>(N));
     }
 
     Config config_;

@@ -67,7 +67,7 @@ Gpt<Backend, Scalar> load(const std::filesystem::path& dir) {
             continue;
         }
         if (detail::is_attention_mask_buffer(name)) continue;
-        const TensorSlot* slot = layout.find(std::string(name));
+        const TensorSlot* slot = layout.find(name);
         if (slot == nullptr) fail(where, ": unknown tensor '", tensor.name, "'");
         const std::size_t index = static_cast<std::size_t>(slot - layout.slots().data());
         if (seen[index]) fail(where, ": tensor '", name, "' appears twice (with and without the 'transformer.' prefix)");

@@ -116,15 +116,8 @@ public:
         if (header_size > bytes.size() - 8)
             fail(where, ": header length ", header_size, " runs past the end of the file (", bytes.size(),
                  " bytes)");
-        const char* header_begin = bytes.data() + 8;
-        nlohmann::json header;
-        try {
-            header = nlohmann::json::parse(header_begin, header_begin + header_size);
-        } catch (const nlohmann::json::parse_error& error) {
-            fail(where, ": header is not valid JSON (at byte ", error.byte, " of the header)");
-        } catch (const nlohmann::json::out_of_range&) {
-            fail(where, ": header is not valid JSON (a number is out of range)");
-        }
+        nlohmann::json header =
+            parse_json(std::string_view(bytes).substr(8, static_cast<std::size_t>(header_size)), where + ": header");
         if (!header.is_object()) fail(where, ": header is not a JSON object");
 
         file.data_begin_ = 8 + static_cast<std::size_t>(header_size);

@@ -9,8 +9,9 @@
 namespace simnpo::backend::cpu {
 
 // Causal multi-head attention over right-padded rows. For row b only the first
-// lengths[b] positions are computed; the rest of out and att stay zero, so that
-// padding is never attended to.
+// lengths[b] positions are computed, so padding is never attended to; the
+// padded rows of out are set to zero (the projections after it read them, and
+// their gradients multiply them). att outside each n x n block is never read.
 //   out [B, T, C]     attention output, heads side by side
 //   att [B, H, T, T]  softmax probabilities (cache for the backward)
 //   qkv [B, T, 3C]    queries, keys, values from c_attn
@@ -36,6 +37,7 @@ void attention_forward(Tag, S* out, S* att, const S* qkv, const std::int64_t* le
                 p.row(i).tail(n - i - 1).setZero();
             }
             matrix(out + b * T * C + h * D, n, D, C).noalias() = p * v;
+            matrix(out + (b * T + n) * C + h * D, T - n, D, C).setZero();
         }
     }
 }
