@@ -27,6 +27,10 @@
 #include "simnpo/data/jsonl.hpp"
 
 #include "simnpo/loss/sequence.hpp"
-#include "simnpo/loss/preference.hpp"
+#include "simnpo/loss/forget.hpp"
+#include "simnpo/loss/retain.hpp"
+#include "simnpo/loss/concepts.hpp"
+#include "simnpo/loss/reference.hpp"
+#include "simnpo/loss/objective.hpp"
 
 #undef SIMNPO_UMBRELLA_INCLUDE

@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include <simnpo.hpp>
@@ -74,6 +75,73 @@ BOOST_AUTO_TEST_CASE(token_mean_losses_closed_form) {
     BOOST_TEST(nll.dlogprob == std::vector<double>({-0.2, -0.2}), tt::per_element());
 }
 
+BOOST_AUTO_TEST_CASE(dpo_closed_form) {
+    // β = 1, B = 2; rows: two forget examples, then their refusals.
+    // Pair 1: ℓ_θ − ℓ_ref = −2 − (−3) = 1 (forget), −5 − (−4) = −1 (refusal): z = −1 − 1 = −2,
+    //   L₁ = −2 log σ(−2) = 2 log(1 + e²) = 4.2538560221, weight 2σ(2) = 1.7615941560.
+    // Pair 2: both differences 0: z = 0, L₂ = 2 log 2 = 1.3862943611, weight 2σ(0) = 1.
+    // L = (L₁ + L₂)/2; the forget rows get +weight/B, the refusal rows −weight/B.
+    const sl::DPO loss({{1}}, {.beta = 1.0});
+    const auto result = loss.evaluate(stats({-2.0, -7.0, -5.0, -1.0}, {2, 3, 1, 4}, {-3.0, -7.0, -4.0, -1.0}));
+    BOOST_TEST(result.value == 2.8200751916, tt::tolerance(1e-9));
+    const std::vector<double> expected{0.8807970780, 0.5, -0.8807970780, -0.5};
+    for (std::size_t i = 0; i < 4; ++i) BOOST_TEST(result.dlogprob[i] == expected[i], tt::tolerance(1e-9));
+    BOOST_CHECK_THROW(loss.evaluate(stats({-2.0, -7.0, -5.0}, {1, 1, 1}, {-3.0, -7.0, -4.0})), simnpo::Error);
+    BOOST_CHECK_THROW(loss.evaluate(stats({-2.0, -7.0}, {1, 1})), simnpo::Error);  // no reference
+}
+
+BOOST_AUTO_TEST_CASE(dpo_pairs_each_example_with_a_fixed_refusal) {
+    const sl::DPO loss({{7, 7}, {8}, {9, 9, 9}});
+    const std::vector<simnpo::data::Example> forget{{{1, 2}, {3}}, {{4}, {5, 6}}};
+    const auto rows = loss.rows(forget);
+    BOOST_TEST_REQUIRE(rows.size() == 4u);
+    BOOST_TEST((rows[0] == forget[0]));
+    BOOST_TEST((rows[1] == forget[1]));
+    for (std::size_t i = 0; i < 2; ++i) {
+        BOOST_TEST(rows[2 + i].prompt_ids == forget[i].prompt_ids);
+        BOOST_TEST((rows[2 + i].answer_ids == std::vector<std::int32_t>{7, 7} ||
+                    rows[2 + i].answer_ids == std::vector<std::int32_t>{8} ||
+                    rows[2 + i].answer_ids == std::vector<std::int32_t>{9, 9, 9}));
+    }
+    // The same pairing every time, whatever the batch: what lets ℓ_ref(idk) be cached.
+    const auto again = loss.rows(std::vector<simnpo::data::Example>{forget[1]});
+    BOOST_TEST((again[1] == rows[3]));
+}
+
+BOOST_AUTO_TEST_CASE(kl_closed_form) {
+    // Row 0: logits (0, ln 2) → q = (1/3, 2/3); p = (1/2, 1/2):
+    //   KL = ½ ln(½ / ⅓) + ½ ln(½ / ⅔) = ½ ln(9/8) = 0.0588915178; dlogits ∝ q − p = (−1/6, 1/6).
+    // Row 1: p = (1, 0), a token the reference gives no mass: KL = ln 3 = 1.0986122887
+    //   (0·log 0 = 0); dlogits ∝ (1/3 − 1, 2/3).
+    // L = mean over the two positions; dlogits = weight/N · (q − p).
+    const double inf = std::numeric_limits<double>::infinity();
+    const std::vector<double> logits{0.0, std::log(2.0), 0.0, std::log(2.0)};
+    const std::vector<double> ref{std::log(0.5), std::log(0.5), 0.0, -inf};
+    std::vector<double> dlogits(4), per_position(2);
+    simnpo::cpu backend;
+    const sl::Distributions<double> d{logits.data(), ref.data(), dlogits.data(), per_position.data(), 2, 2, 3.0};
+    BOOST_TEST(sl::KL{}.evaluate(backend, d) == 0.5787519032, tt::tolerance(1e-9));
+    const std::vector<double> expected{-0.25, 0.25, -1.0, 1.0};
+    for (std::size_t i = 0; i < 4; ++i) BOOST_TEST(dlogits[i] == expected[i], tt::tolerance(1e-12));
+    // The gradient may overwrite the reference it reads (the objective relies on it).
+    std::vector<double> in_place = ref;
+    const sl::Distributions<double> aliased{logits.data(), in_place.data(), in_place.data(), per_position.data(),
+                                            2, 2, 3.0};
+    BOOST_TEST(sl::KL{}.evaluate(backend, aliased) == 0.5787519032, tt::tolerance(1e-9));
+    BOOST_TEST(in_place == dlogits, tt::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(npo_weight_is_the_papers) {
+    // ∇L_NPO = −(1/B) Σ_i w_i ∇ℓ_θ(i)·(−1), w_i = 2π_θ^β / (π_θ^β + π_ref^β) (Zhang et al., 2024).
+    const double beta = 0.6;
+    const auto s = stats({-3.0, -9.0, -0.2}, {2, 5, 1}, {-4.5, -8.0, -0.2});
+    const auto result = sl::NPO({.beta = beta}).evaluate(s);
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const double pi = std::exp(beta * s.logprob[i]), pi_ref = std::exp(beta * s.ref_logprob[i]);
+        BOOST_TEST(result.dlogprob[i] == 2.0 * pi / (pi + pi_ref) / 3.0, tt::tolerance(1e-12));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(gradients_match_central_differences) {
     const auto s = stats({-3.7, -0.4, -12.0}, {3, 1, 9}, {-2.5, -1.1, -11.0});
     check_gradient(sl::SimNPO({.beta = 2.5, .gamma = 0.3}), s);
@@ -82,6 +150,8 @@ BOOST_AUTO_TEST_CASE(gradients_match_central_differences) {
     check_gradient(sl::Preference<sl::ReferenceFree, sl::SumLogProb>({.beta = 0.4}), s);
     check_gradient(sl::GradAscent{}, s);
     check_gradient(sl::NLL{}, s);
+    const auto pairs = stats({-3.7, -0.4, -12.0, -2.0}, {3, 1, 9, 2}, {-2.5, -1.1, -11.0, -2.2});
+    check_gradient(sl::DPO({{1}}, {.beta = 0.9}), pairs);
 }
 
 BOOST_AUTO_TEST_CASE(extreme_likelihoods_stay_finite) {
@@ -110,7 +180,9 @@ BOOST_AUTO_TEST_CASE(bad_parameters_and_statistics_are_errors) {
 
 BOOST_AUTO_TEST_CASE(npo_tends_to_gradient_ascent_as_beta_vanishes) {
     // As β → 0, NPO's weight (2/B) σ(β r_i) → 1/B for every example: the
-    // direction of ascent on Σ_i ℓ_θ(i) (GA's per-example weights are uniform too).
+    // gradient of the paper's gradient ascent, (1/B) Σ_i ℓ_θ(i), in direction
+    // and scale. The library's GradAscent is the token mean of DESIGN §3,
+    // Σ_i ℓ_θ(i) / Σ_i |y_i|: the same direction, scaled by B / Σ|y|.
     const auto s = stats({-3.0, -20.0, -0.5}, {2, 7, 1}, {-1.0, -25.0, -4.0});
     const auto ascent = sl::GradAscent{}.evaluate(s).dlogprob;
     const auto npo = sl::NPO({.beta = 1e-6}).evaluate(s).dlogprob;

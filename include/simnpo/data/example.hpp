@@ -18,6 +18,27 @@ namespace simnpo::data {
 struct Example {
     std::vector<std::int32_t> prompt_ids;
     std::vector<std::int32_t> answer_ids;
+
+    friend bool operator==(const Example&, const Example&) = default;
+};
+
+// FNV-1a over the prompt, a separator and the answer: a hash that is the same
+// on every platform, so that anything keyed on it (DPO's refusal pairing) is
+// reproducible.
+struct ExampleHash {
+    std::size_t operator()(const Example& example) const {
+        std::uint64_t hash = 14695981039346656037ull;
+        const auto mix = [&](std::uint32_t word) {
+            for (int byte = 0; byte < 4; ++byte) {
+                hash ^= (word >> (8 * byte)) & 0xffu;
+                hash *= 1099511628211ull;
+            }
+        };
+        for (const auto id : example.prompt_ids) mix(static_cast<std::uint32_t>(id));
+        mix(0xffffffffu);  // never a token id: (a, bc) and (ab, c) differ
+        for (const auto id : example.answer_ids) mix(static_cast<std::uint32_t>(id));
+        return static_cast<std::size_t>(hash);
+    }
 };
 
 // A right-padded batch. Position t of row b reads tokens(b, t) and, when it is

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "simnpo/core/error.hpp"
+#include "simnpo/data/example.hpp"
 
 namespace simnpo::loss {
 
@@ -42,6 +43,34 @@ struct SequenceStats {
         }
     }
 };
+
+// The statistics of `examples` from the model's last forward, which must have
+// been model.forward(data::make_batch(examples)).
+template <class Model>
+SequenceStats sequence_stats(const Model& model, std::span<const data::Example> examples) {
+    SequenceStats stats;
+    stats.logprob = model.sequence_logprobs();
+    if (stats.logprob.size() != examples.size())
+        fail("sequence_stats: the last forward had ", stats.logprob.size(), " rows for ", examples.size(),
+             " examples");
+    for (const auto& example : examples) stats.length.push_back(static_cast<std::int64_t>(example.answer_ids.size()));
+    return stats;
+}
+
+// The way back from dL/dℓ_θ(i) to what Gpt::backward takes: since ℓ_θ(i) sums
+// its row's token log-probabilities, each scored token of row i gets weight ·
+// dlogprob[i].
+template <class Model>
+std::vector<typename Model::scalar_type> token_weights(const Model& model, std::span<const double> dlogprob,
+                                                       double weight) {
+    const auto positions = model.scored_positions();
+    const std::int64_t columns = model.batch_columns();
+    std::vector<typename Model::scalar_type> weights(positions.size());
+    for (std::size_t n = 0; n < positions.size(); ++n)
+        weights[n] = static_cast<typename Model::scalar_type>(
+            weight * dlogprob[static_cast<std::size_t>(positions[n] / columns)]);
+    return weights;
+}
 
 // A loss value and its gradient with respect to each example's ℓ_θ(i).
 struct LossResult {

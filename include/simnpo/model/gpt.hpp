@@ -26,6 +26,8 @@ namespace simnpo::model {
 template <class Backend, class Scalar>
 class Gpt {
 public:
+    using backend_type = Backend;
+    using scalar_type = Scalar;
     template <class T>
     using Buffer = typename Backend::template Buffer<T>;
 
@@ -119,6 +121,8 @@ public:
     // Scored positions of the last forward, as flat indices b·T + t in row order.
     std::span<const std::int64_t> scored_positions() const { return host_rows_; }
     std::int64_t scored_count() const { return scored_; }
+    // T of the last forward's [B, T] batch: scored position p is row p / T.
+    std::int64_t batch_columns() const { return T_; }
 
     // log π(target | context) of each scored position of the last forward, in
     // the order of scored_positions().
@@ -160,14 +164,23 @@ public:
         copy_to_device(backend_, weights_.data(), token_weights);
         logprob_backward(backend_, dlogits_.data(), logits_.data(), logsumexp_.data(), targets_.data(),
                          weights_.data(), scored_, config_.vocab_size);
-        backward_from_logit_grad(store);
+        backward_from_logit_grad(dlogits_.data(), store);
+    }
+
+    // The same for a loss over whole next-token distributions (KL): dlogits
+    // [scored_count(), V], in backend memory, is the loss's gradient with
+    // respect to logits() of the last forward.
+    void backward_logits(std::span<const Scalar> dlogits, GradStore store = GradStore::accumulate) {
+        if (B_ == 0) fail("Gpt::backward_logits: no forward pass to differentiate");
+        if (static_cast<std::int64_t>(dlogits.size()) != scored_ * config_.vocab_size)
+            fail("Gpt::backward_logits: ", dlogits.size(), " logit gradients for ", scored_,
+                 " scored positions of ", config_.vocab_size, " tokens");
+        backward_from_logit_grad(dlogits.data(), store);
     }
 
 private:
-    // Backpropagates dlogits_ (the loss's gradient with respect to the scored
-    // logits) through the network. Losses that need full distributions (KL)
-    // add their part to dlogits_ before this runs.
-    void backward_from_logit_grad(GradStore store) {
+    // Backpropagates dlogits [scored_, V] through the network.
+    void backward_from_logit_grad(const Scalar* dlogits, GradStore store) {
         const std::int64_t B = B_, T = T_, BT = B_ * T_;
         const std::int64_t C = config_.n_embd, V = config_.vocab_size, H = config_.n_head;
         const std::int64_t L = config_.n_layer;
@@ -177,7 +190,7 @@ private:
         fill_zero(backend_, dlnf_.data(), dlnf_.size());
         fill_zero(backend_, dhead_in_.data(), dhead_in_.size());
 
-        lm_head_backward(backend_, dhead_in_.data(), g + layout_.wte(), dlogits_.data(), head_in_.data(),
+        lm_head_backward(backend_, dhead_in_.data(), g + layout_.wte(), dlogits, head_in_.data(),
                          p + layout_.wte(), scored_, C, V, store);
         scatter_add_rows(backend_, dlnf_.data(), dhead_in_.data(), rows_.data(), scored_, C);
         Scalar* dx = dresidual_.data();

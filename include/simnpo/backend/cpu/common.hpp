@@ -70,8 +70,6 @@ ConstMatrixMap<S> matrix(const S* data, std::int64_t rows, std::int64_t cols, st
     return ConstMatrixMap<S>(data, rows, cols, Eigen::OuterStride<>(stride < 0 ? cols : stride));
 }
 
-
-
 template <class T>
 void copy_to_device(Tag, T* device, std::span<const T> host) {
     std::copy(host.begin(), host.end(), device);
@@ -80,6 +78,11 @@ void copy_to_device(Tag, T* device, std::span<const T> host) {
 template <class T>
 void copy_to_host(Tag, std::span<T> host, const T* device) {
     std::copy_n(device, host.size(), host.begin());
+}
+
+template <class T>
+void copy_on_device(Tag, T* destination, const T* source, std::size_t n) {
+    std::copy_n(source, n, destination);
 }
 
 }  // namespace simnpo::backend::cpu

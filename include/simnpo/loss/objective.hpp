@@ -1,0 +1,177 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "simnpo/core/error.hpp"
+#include "simnpo/core/grad_store.hpp"
+#include "simnpo/data/example.hpp"
+#include "simnpo/loss/concepts.hpp"
+#include "simnpo/loss/forget.hpp"
+#include "simnpo/loss/reference.hpp"
+#include "simnpo/loss/retain.hpp"
+#include "simnpo/loss/sequence.hpp"
+
+namespace simnpo::loss {
+
+// What one row of the forget batch contributed: the quantities the paper
+// analyses. weight is dL_forget/dℓ_θ(i), the row's weight in the gradient
+// (NPO: 2σ(β(ℓ_θ − ℓ_ref))/B = (2/B)·π^β/(π^β + π_ref^β); SimNPO:
+// 2σ(βℓ_θ/|y| + γ)/(B·|y|); DPO's refusal rows carry negative weights).
+struct RowReport {
+    double logprob = 0.0;                                          // ℓ_θ(i)
+    std::int64_t length = 0;                                       // |y_i|
+    double ref_logprob = std::numeric_limits<double>::quiet_NaN();  // ℓ_ref(i), NaN without a reference
+    double weight = 0.0;                                           // dL_forget/dℓ_θ(i)
+};
+
+// One gradient evaluation of an objective: the losses before weighting and
+// the total w_f · L_forget + w_r · L_retain.
+struct StepReport {
+    double forget_loss = 0.0;
+    double retain_loss = 0.0;
+    double total = 0.0;
+    std::vector<RowReport> forget_rows;  // one per row the forget loss scored
+    std::int64_t forget_tokens = 0;      // answer tokens scored on each side
+    std::int64_t retain_tokens = 0;
+};
+
+// L = w_f · L_forget + w_r · L_retain (DESIGN §3), composed at compile time.
+//
+// gradient() runs the model on one forget batch and one retain batch and
+// stores ∇L in the model's gradient slab: the forget loss's dL/dℓ_θ(i) become
+// per-token weights for Gpt::backward; a retain loss on whole distributions
+// (KL) gives Gpt::backward_logits its logit gradient instead.
+template <ForgetLoss Forget, RetainLoss Retain = NoRetain>
+class Objective {
+public:
+    struct Weights {
+        double forget_weight = 1.0;
+        double retain_weight = 1.0;
+    };
+    static constexpr bool has_retain = !std::same_as<Retain, NoRetain>;
+    static constexpr bool needs_reference = Forget::needs_reference || Retain::needs_reference;
+
+    explicit Objective(Forget forget = Forget(), Retain retain = Retain(), Weights weights = Weights())
+        : forget_(std::move(forget)), retain_(std::move(retain)), weights_(weights) {
+        const auto check = [](double w, const char* name) {
+            if (!(w >= 0.0) || !std::isfinite(w)) fail("Objective: ", name, " must be finite and >= 0, got ", w);
+        };
+        check(weights_.forget_weight, "forget_weight");
+        check(weights_.retain_weight, "retain_weight");
+    }
+
+    const Forget& forget() const { return forget_; }
+    const Retain& retain() const { return retain_; }
+    const Weights& weights() const { return weights_; }
+
+    // Stores scale · ∇L into model.grads() (`store` applies to the first
+    // backward; the retain term is added to it). scale is for gradient
+    // accumulation (1/k over k micro-batches); the report is unscaled.
+    // `reference` is a FrozenReference when the objective needs one.
+    template <class Model, class Reference>
+    StepReport gradient(Model& model, std::span<const data::Example> forget, std::span<const data::Example> retain,
+                        Reference& reference, GradStore store = GradStore::overwrite, double scale = 1.0) const {
+        static_assert(!needs_reference || !std::same_as<Reference, NoReference>,
+                      "simnpo: this objective is reference-based (NPO, DPO or KL) and needs the frozen reference "
+                      "model: pass a simnpo::loss::FrozenReference built from the model before unlearning");
+        if (forget.empty()) fail("Objective: empty forget batch");
+        if constexpr (has_retain) {
+            if (retain.empty()) fail("Objective: the retain loss needs a retain batch, and it is empty");
+        } else {
+            if (!retain.empty()) fail("Objective: a retain batch was given but the objective has no retain loss");
+        }
+        StepReport report;
+        forget_step(report, model, forget, reference, store, scale);
+        if constexpr (has_retain) retain_step(report, model, retain, reference, scale);
+        report.total = weights_.forget_weight * report.forget_loss +
+                       (has_retain ? weights_.retain_weight * report.retain_loss : 0.0);
+        return report;
+    }
+
+    // The same for objectives without a reference model.
+    template <class Model>
+    StepReport gradient(Model& model, std::span<const data::Example> forget, std::span<const data::Example> retain,
+                        GradStore store = GradStore::overwrite, double scale = 1.0) const {
+        NoReference none;
+        return gradient(model, forget, retain, none, store, scale);
+    }
+
+private:
+    template <class Model, class Reference>
+    void forget_step(StepReport& report, Model& model, std::span<const data::Example> forget, Reference& reference,
+                     GradStore store, double scale) const {
+        std::vector<data::Example> expanded;
+        if constexpr (ExpandsRows<Forget>) {
+            expanded = forget_.rows(forget);
+            forget = expanded;
+        }
+        model.forward(data::make_batch(forget));
+        SequenceStats stats = sequence_stats(model, forget);
+        if constexpr (Forget::needs_reference) stats.ref_logprob = reference.sequence_logprobs(forget);
+        const LossResult result = forget_.evaluate(stats);
+        check_result(result, stats.size(), "forget");
+        const auto weights = token_weights(model, result.dlogprob, weights_.forget_weight * scale);
+        model.backward(std::span(weights), store);
+        report.forget_loss = result.value;
+        report.forget_tokens = stats.total_length();
+        for (std::size_t i = 0; i < stats.size(); ++i)
+            report.forget_rows.push_back({stats.logprob[i], stats.length[i],
+                                          stats.has_reference() ? stats.ref_logprob[i] : RowReport{}.ref_logprob,
+                                          result.dlogprob[i]});
+    }
+
+    template <class Model, class Reference>
+    void retain_step(StepReport& report, Model& model, std::span<const data::Example> retain, Reference& reference,
+                     double scale) const {
+        model.forward(data::make_batch(retain));
+        report.retain_tokens = model.scored_count();
+        if constexpr (DistributionLoss<Retain>) {
+            using Scalar = typename Model::scalar_type;
+            const std::span<Scalar> ref = reference.distributions(retain);
+            typename Model::template Buffer<double> per_position(static_cast<std::size_t>(model.scored_count()));
+            // The gradient overwrites the reference distributions it is computed from.
+            const Distributions<Scalar> d{model.logits().data(), ref.data(), ref.data(), per_position.data(),
+                                          model.scored_count(), model.config().vocab_size,
+                                          weights_.retain_weight * scale};
+            report.retain_loss = retain_.evaluate(model.backend(), d);
+            if (!std::isfinite(report.retain_loss)) fail("Objective: the retain loss is not finite");
+            model.backward_logits(std::span<const Scalar>(ref), GradStore::accumulate);
+        } else {
+            SequenceStats stats = sequence_stats(model, retain);
+            if constexpr (Retain::needs_reference) stats.ref_logprob = reference.sequence_logprobs(retain);
+            const LossResult result = retain_.evaluate(stats);
+            check_result(result, stats.size(), "retain");
+            const auto weights = token_weights(model, result.dlogprob, weights_.retain_weight * scale);
+            model.backward(std::span(weights), GradStore::accumulate);
+            report.retain_loss = result.value;
+        }
+    }
+
+    // A user's loss can be wrong: catch it before it reaches the model.
+    static void check_result(const LossResult& result, std::size_t rows, const char* side) {
+        if (result.dlogprob.size() != rows)
+            fail("Objective: the ", side, " loss returned ", result.dlogprob.size(), " weights for ", rows, " rows");
+        if (!std::isfinite(result.value)) fail("Objective: the ", side, " loss is not finite");
+        for (const double w : result.dlogprob)
+            if (!std::isfinite(w)) fail("Objective: the ", side, " loss has a non-finite gradient");
+    }
+
+    Forget forget_;
+    Retain retain_;
+    Weights weights_;
+};
+
+// The usual recipes, by the names the literature uses.
+using GradDiff = Objective<GradAscent, NLL>;
+using NPO_GD = Objective<NPO, NLL>;
+using NPO_KL = Objective<NPO, KL>;
+using SimNPO_GD = Objective<SimNPO, NLL>;
+using SimNPO_KL = Objective<SimNPO, KL>;
+
+}  // namespace simnpo::loss

@@ -1,0 +1,136 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "simnpo/core/error.hpp"
+#include "simnpo/data/example.hpp"
+
+namespace simnpo::loss {
+
+// The absence of a reference model, for objectives that need none (SimNPO,
+// gradient ascent, NLL). Passing it to a reference-based objective does not
+// compile.
+struct NoReference {};
+
+// The frozen reference model of NPO, DPO and KL: a copy of the model's
+// parameters taken at construction (by default the model before unlearning).
+//
+// The reference never changes, so what it computes is cached per distinct
+// example: ℓ_ref of an example is computed the first time it is asked for and
+// never again. Next-token distributions (KL) are cached the same way while
+// they fit in Options::distribution_cache_bytes and recomputed beyond it: a
+// distribution costs vocab_size scalars per answer token, which is small for
+// compact vocabularies and tens of gigabytes for GPT-2's on a TOFU retain set.
+template <class Model>
+class FrozenReference {
+public:
+    using Scalar = typename Model::scalar_type;
+    template <class T>
+    using Buffer = typename Model::template Buffer<T>;
+
+    struct Options {
+        std::int64_t batch_size = 16;                                 // rows per reference forward
+        std::size_t distribution_cache_bytes = std::size_t{1} << 30;  // 0: always recompute
+    };
+
+    explicit FrozenReference(const Model& model, Options options = {})
+        : model_(model.config(), model.backend()), options_(options) {
+        if (options_.batch_size < 1) fail("FrozenReference: batch_size must be at least 1, got ", options_.batch_size);
+        model_.params() = model.params();
+    }
+
+    const Model& model() const { return model_; }
+    // How many forward passes the reference has run: what the caches save.
+    std::int64_t forward_passes() const { return forward_passes_; }
+
+    // ℓ_ref of each example, in order.
+    std::vector<double> sequence_logprobs(std::span<const data::Example> examples) {
+        const auto missing = uncached(examples, logprob_cache_);
+        for_each_chunk(missing, [&](std::span<const data::Example> chunk) {
+            const auto values = model_.sequence_logprobs();
+            for (std::size_t i = 0; i < chunk.size(); ++i) logprob_cache_.emplace(chunk[i], values[i]);
+        });
+        std::vector<double> result;
+        result.reserve(examples.size());
+        for (const auto& example : examples) result.push_back(logprob_cache_.at(example));
+        return result;
+    }
+
+    // log π_ref(· | context) at every answer position of the examples, as the
+    // model's forward orders them for make_batch(examples): [Σ|y_i|, V] in
+    // backend memory. The buffer is the reference's own and stays valid until
+    // the next call; a loss may overwrite it (KL writes its gradient there).
+    std::span<Scalar> distributions(std::span<const data::Example> examples) {
+        const std::int64_t V = model_.config().vocab_size;
+        const auto missing = uncached(examples, distribution_cache_);
+        std::unordered_map<data::Example, Buffer<Scalar>, data::ExampleHash> recomputed;
+        for_each_chunk(missing, [&](std::span<const data::Example> chunk) {
+            Buffer<Scalar> logprobs(static_cast<std::size_t>(model_.scored_count() * V));
+            log_softmax(model_.backend(), logprobs.data(), model_.logits().data(), model_.scored_count(), V);
+            std::int64_t offset = 0;
+            for (const auto& example : chunk) {
+                const auto size = static_cast<std::size_t>(example.answer_ids.size()) * static_cast<std::size_t>(V);
+                Buffer<Scalar> block(size);
+                copy_on_device(model_.backend(), block.data(), logprobs.data() + offset, size);
+                offset += static_cast<std::int64_t>(size);
+                const std::size_t bytes = size * sizeof(Scalar);
+                if (cached_bytes_ + bytes <= options_.distribution_cache_bytes) {
+                    cached_bytes_ += bytes;
+                    distribution_cache_.emplace(example, std::move(block));
+                } else {
+                    recomputed.emplace(example, std::move(block));
+                }
+            }
+        });
+        std::size_t total = 0;
+        for (const auto& example : examples) total += example.answer_ids.size() * static_cast<std::size_t>(V);
+        scratch_.resize(total);
+        std::size_t offset = 0;
+        for (const auto& example : examples) {
+            const auto cached = distribution_cache_.find(example);
+            const Buffer<Scalar>& block = cached != distribution_cache_.end() ? cached->second : recomputed.at(example);
+            copy_on_device(model_.backend(), scratch_.data() + offset, block.data(), block.size());
+            offset += block.size();
+        }
+        return std::span<Scalar>(scratch_.data(), scratch_.size());
+    }
+
+private:
+    // The distinct examples not yet in `cache`, in first-seen order.
+    template <class Cache>
+    static std::vector<data::Example> uncached(std::span<const data::Example> examples, const Cache& cache) {
+        std::vector<data::Example> missing;
+        std::unordered_set<data::Example, data::ExampleHash> seen;
+        for (const auto& example : examples)
+            if (!cache.contains(example) && seen.insert(example).second) missing.push_back(example);
+        return missing;
+    }
+
+    // Runs the reference forward on `examples` in batches of batch_size, then body(chunk).
+    template <class Body>
+    void for_each_chunk(std::span<const data::Example> examples, Body&& body) {
+        const auto step = static_cast<std::size_t>(options_.batch_size);
+        for (std::size_t begin = 0; begin < examples.size(); begin += step) {
+            const auto chunk = examples.subspan(begin, std::min(step, examples.size() - begin));
+            model_.forward(data::make_batch(chunk));
+            ++forward_passes_;
+            body(chunk);
+        }
+    }
+
+    Model model_;
+    Options options_;
+    std::int64_t forward_passes_ = 0;
+    std::unordered_map<data::Example, double, data::ExampleHash> logprob_cache_;
+    std::unordered_map<data::Example, Buffer<Scalar>, data::ExampleHash> distribution_cache_;
+    std::size_t cached_bytes_ = 0;
+    Buffer<Scalar> scratch_;
+};
+
+}  // namespace simnpo::loss
