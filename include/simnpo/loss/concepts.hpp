@@ -2,6 +2,7 @@
 #include "simnpo/core/internal_check.hpp"
 
 #include <concepts>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -25,7 +26,8 @@ concept SequenceLoss = requires(const L& loss, const SequenceStats& stats) {
 };
 
 // A loss on whole next-token distributions (KL): evaluate() writes weight ·
-// dL/dlogits and returns the value, through the backend's kernels.
+// dL/dlogits and returns the value, through the backend's kernels. Checked on
+// the CPU backend in float: a loss must at least work there.
 template <class L>
 concept DistributionLoss = requires(const L& loss, backend::cpu::Tag& backend, const Distributions<float>& d) {
     { L::needs_reference } -> std::convertible_to<bool>;
@@ -42,6 +44,27 @@ concept ExpandsRows = requires(const L& loss, std::span<const data::Example> for
 
 template <class L>
 concept ForgetLoss = SequenceLoss<L>;
+
+// The two policies of the preference family (forget.hpp), as static functions.
+// Reference: r_i from the normalised ℓ_θ(i) and ℓ_ref(i).
+template <class P>
+concept ReferencePolicy = requires(double normalized, double normalized_reference) {
+    { P::needs_reference } -> std::convertible_to<bool>;
+    { P::reward(normalized, normalized_reference) } -> std::convertible_to<double>;
+};
+
+// Normalisation: N(ℓ) for an answer of |y| tokens, and dN/dℓ.
+template <class P>
+concept NormalizationPolicy = requires(double logprob, std::int64_t length) {
+    { P::normalize(logprob, length) } -> std::convertible_to<double>;
+    { P::derivative(length) } -> std::convertible_to<double>;
+};
+
+// What an objective asks of a reference model (FrozenReference).
+template <class R>
+concept ReferenceSource = requires(R& reference, std::span<const data::Example> examples) {
+    { reference.sequence_logprobs(examples) } -> std::same_as<std::vector<double>>;
+};
 
 template <class L>
 concept RetainLoss = std::same_as<L, NoRetain> || SequenceLoss<L> || DistributionLoss<L>;

@@ -8,6 +8,7 @@
 
 #include "simnpo/core/error.hpp"
 #include "simnpo/data/example.hpp"
+#include "simnpo/loss/concepts.hpp"
 #include "simnpo/loss/sequence.hpp"
 
 namespace simnpo::loss {
@@ -46,7 +47,7 @@ struct LengthNormalized {
 //   dL/dℓ_θ(i) = (2/B) · σ(β·r_i + γ) · dN/dℓ
 // β > 0 is the inverse temperature, γ the margin. The authors' TOFU code writes
 // the margin inside the scale, β·(NLL/|y| − γ'): then γ = β·γ'.
-template <class Reference, class Normalization>
+template <ReferencePolicy Reference, NormalizationPolicy Normalization>
 class Preference {
 public:
     struct Params {

@@ -75,11 +75,29 @@ public:
     // accumulation (1/k over k micro-batches); the report is unscaled.
     // `reference` is a FrozenReference when the objective needs one.
     template <class Model, class Reference>
+        requires std::same_as<Reference, NoReference> || ReferenceSource<Reference>
     StepReport gradient(Model& model, std::span<const data::Example> forget, std::span<const data::Example> retain,
                         Reference& reference, GradStore store = GradStore::overwrite, double scale = 1.0) const {
-        static_assert(!needs_reference || !std::same_as<Reference, NoReference>,
+        constexpr bool has_reference = !std::same_as<Reference, NoReference>;
+        static_assert(!needs_reference || has_reference,
                       "simnpo: this objective is reference-based (NPO, DPO or KL) and needs the frozen reference "
                       "model: pass a simnpo::loss::FrozenReference built from the model before unlearning");
+        if constexpr (!needs_reference || has_reference) return run(model, forget, retain, reference, store, scale);
+        else return {};  // unreachable: the assertion above has failed; no further errors
+    }
+
+    // The same for objectives without a reference model.
+    template <class Model>
+    StepReport gradient(Model& model, std::span<const data::Example> forget, std::span<const data::Example> retain,
+                        GradStore store = GradStore::overwrite, double scale = 1.0) const {
+        NoReference none;
+        return gradient(model, forget, retain, none, store, scale);
+    }
+
+private:
+    template <class Model, class Reference>
+    StepReport run(Model& model, std::span<const data::Example> forget, std::span<const data::Example> retain,
+                   Reference& reference, GradStore store, double scale) const {
         if (forget.empty()) fail("Objective: empty forget batch");
         if constexpr (has_retain) {
             if (retain.empty()) fail("Objective: the retain loss needs a retain batch, and it is empty");
@@ -94,15 +112,6 @@ public:
         return report;
     }
 
-    // The same for objectives without a reference model.
-    template <class Model>
-    StepReport gradient(Model& model, std::span<const data::Example> forget, std::span<const data::Example> retain,
-                        GradStore store = GradStore::overwrite, double scale = 1.0) const {
-        NoReference none;
-        return gradient(model, forget, retain, none, store, scale);
-    }
-
-private:
     template <class Model, class Reference>
     void forget_step(StepReport& report, Model& model, std::span<const data::Example> forget, Reference& reference,
                      GradStore store, double scale) const {

@@ -1,0 +1,73 @@
+// One unlearning gradient step (forget batch + retain batch, forward and
+// backward) per objective, fp32: NPO with its cached ℓ_ref against SimNPO, and
+// a KL retain term with the reference distributions cached against
+// recomputed. Run with --benchmark_enable_random_interleaving=true and
+// repetitions: the figures to compare come from the same run.
+#include <benchmark/benchmark.h>
+
+#include <simnpo.hpp>
+
+namespace {
+
+namespace sl = simnpo::loss;
+using Model = simnpo::model::Gpt<simnpo::cpu, float>;
+
+struct Shape {
+    simnpo::model::Config config;
+    std::int64_t batch;      // examples on each side
+    std::int64_t positions;  // answer tokens per example
+};
+
+// (0) GPT-2 small, (1) a compact model.
+Shape shape(std::int64_t which) {
+    if (which == 0)
+        return {{.vocab_size = 50257, .n_positions = 1024, .n_embd = 768, .n_layer = 12, .n_head = 12}, 4, 64};
+    return {{.vocab_size = 512, .n_positions = 128, .n_embd = 128, .n_layer = 4, .n_head = 4}, 8, 64};
+}
+
+std::vector<simnpo::data::Example> examples(const Shape& s, std::uint64_t seed) {
+    simnpo::Rng rng(seed);
+    const auto token = [&] {
+        return static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(s.config.vocab_size)));
+    };
+    std::vector<simnpo::data::Example> result(static_cast<std::size_t>(s.batch));
+    for (auto& example : result) {
+        example.prompt_ids.push_back(token());
+        for (std::int64_t t = 0; t < s.positions; ++t) example.answer_ids.push_back(token());
+    }
+    return result;
+}
+
+template <class Objective>
+void step(benchmark::State& state, Objective objective, std::size_t distribution_cache_bytes) {
+    const Shape s = shape(state.range(0));
+    simnpo::set_threads(2);
+    Model model(s.config);
+    simnpo::model::init_gpt2(model, 1);
+    sl::FrozenReference<Model> reference(model, {.distribution_cache_bytes = distribution_cache_bytes});
+    const auto forget = examples(s, 1), retain = examples(s, 2);
+    objective.gradient(model, forget, retain, reference);  // fills the reference's caches
+    for (auto _ : state) {
+        const auto report = objective.gradient(model, forget, retain, reference);
+        benchmark::DoNotOptimize(report.total);
+    }
+    state.counters["reference_forwards"] = static_cast<double>(reference.forward_passes());
+}
+
+constexpr std::size_t unlimited = std::size_t{1} << 40;
+
+void simnpo_gd(benchmark::State& state) { step(state, sl::SimNPO_GD{}, unlimited); }
+void npo_gd(benchmark::State& state) { step(state, sl::NPO_GD{}, unlimited); }
+void simnpo_kl_cached(benchmark::State& state) { step(state, sl::SimNPO_KL{}, unlimited); }
+void simnpo_kl_recomputed(benchmark::State& state) { step(state, sl::SimNPO_KL{}, 0); }
+
+}  // namespace
+
+#define OBJECTIVE_BENCHMARK(name) \
+    BENCHMARK(name)->ArgName("gpt2_small_0_compact_1")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()
+OBJECTIVE_BENCHMARK(simnpo_gd);
+OBJECTIVE_BENCHMARK(npo_gd);
+OBJECTIVE_BENCHMARK(simnpo_kl_cached);
+OBJECTIVE_BENCHMARK(simnpo_kl_recomputed);
+
+BENCHMARK_MAIN();
