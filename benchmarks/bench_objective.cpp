@@ -3,6 +3,12 @@
 // a KL retain term with the reference distributions cached against
 // recomputed. Run with --benchmark_enable_random_interleaving=true and
 // repetitions: the figures to compare come from the same run.
+//
+// unlearn_step is a whole optimizer step (SimNPO + NLL, clipping, AdamW) on
+// GPT-2 small, the case benchmarks/compare_unlearn.py sets against PyTorch;
+// its peak_rss_mib is the process's, meaningful when it runs alone.
+#include <sys/resource.h>
+
 #include <benchmark/benchmark.h>
 
 #include <simnpo.hpp>
@@ -61,7 +67,29 @@ void npo_gd(benchmark::State& state) { step(state, sl::NPO_GD{}, unlimited); }
 void simnpo_kl_cached(benchmark::State& state) { step(state, sl::SimNPO_KL{}, unlimited); }
 void simnpo_kl_recomputed(benchmark::State& state) { step(state, sl::SimNPO_KL{}, 0); }
 
+void unlearn_step(benchmark::State& state) {
+    const Shape s = shape(0);
+    simnpo::set_threads(2);
+    Model model(s.config);
+    simnpo::model::init_gpt2(model, 1);
+    const auto forget = examples(s, 1), retain = examples(s, 2);
+    const sl::SimNPO_GD objective{sl::SimNPO({.beta = 2.5}), sl::NLL{}};
+    const simnpo::optim::AdamW adamw({.lr = 1e-5, .weight_decay = 0.01});
+    auto moments = adamw.state(model);
+    for (auto _ : state) {
+        const auto report = objective.gradient(model, forget, retain);
+        simnpo::optim::clip_grad_norm(model, 1.0);
+        adamw.step(model, moments, 1e-5);
+        benchmark::DoNotOptimize(report.total);
+    }
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    state.counters["peak_rss_mib"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
 }  // namespace
+
+BENCHMARK(unlearn_step)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #define OBJECTIVE_BENCHMARK(name) \
     BENCHMARK(name)->ArgName("gpt2_small_0_compact_1")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()

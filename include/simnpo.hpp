@@ -16,6 +16,7 @@
 #include "simnpo/backend/cpu/elementwise.hpp"
 #include "simnpo/backend/cpu/attention.hpp"
 #include "simnpo/backend/cpu/softmax.hpp"
+#include "simnpo/backend/cpu/optimizer.hpp"
 
 #include "simnpo/model/config.hpp"
 #include "simnpo/model/layout.hpp"
@@ -32,5 +33,15 @@
 #include "simnpo/loss/concepts.hpp"
 #include "simnpo/loss/reference.hpp"
 #include "simnpo/loss/objective.hpp"
+
+#include "simnpo/optim/schedule.hpp"
+#include "simnpo/optim/clip.hpp"
+#include "simnpo/optim/sgd.hpp"
+#include "simnpo/optim/adamw.hpp"
+
+#include "simnpo/train/order.hpp"
+#include "simnpo/train/checkpoint.hpp"
+#include "simnpo/train/loop.hpp"
+#include "simnpo/train/callbacks.hpp"
 
 #undef SIMNPO_UMBRELLA_INCLUDE

@@ -145,3 +145,133 @@ BOOST_AUTO_TEST_CASE(bad_models_and_flags_are_one_line_errors) {
     BOOST_TEST(run("frobnicate", scratch).status != 0);
     BOOST_TEST(run("logprobs --help", scratch).status == 0);
 }
+
+namespace {
+
+// A tiny model and the counting tasks of test_train: topic 1 counts up (the
+// forget set), topic 2 counts down (the retain set).
+struct TrainingFiles {
+    TempDir scratch;
+    std::string model, forget, retain, both, refusals;
+
+    TrainingFiles() {
+        const auto config = scratch.write(
+            "config.json", R"({"vocab_size": 16, "n_positions": 16, "n_embd": 32, "n_layer": 2, "n_head": 2})");
+        model = scratch.file("m0");
+        BOOST_REQUIRE_EQUAL(run("init --config " + config + " --out " + model, scratch).status, 0);
+        std::string up, down;
+        for (int s = 3; s <= 12; ++s)
+            up += "{\"prompt_ids\": [1, " + std::to_string(s) + "], \"answer_ids\": [" + std::to_string(s + 1) + ", " +
+                  std::to_string(s + 2) + ", " + std::to_string(s + 3) + "]}\n";
+        for (int s = 6; s <= 15; ++s)
+            down += "{\"prompt_ids\": [2, " + std::to_string(s) + "], \"answer_ids\": [" + std::to_string(s - 1) +
+                    ", " + std::to_string(s - 2) + ", " + std::to_string(s - 3) + "]}\n";
+        forget = scratch.write("forget.jsonl", up);
+        retain = scratch.write("retain.jsonl", down);
+        both = scratch.write("both.jsonl", up + down);
+        refusals = scratch.write("refusals.jsonl", "{\"answer_ids\": [0, 0]}\n{\"answer_ids\": [0]}\n");
+    }
+
+    // Mean per-token log-likelihood of `data` under the model in `dir`, through `simnpo logprobs`.
+    double mean_token_logprob(const std::string& dir, const std::string& data) const {
+        const auto out = scratch.file("scores.jsonl");
+        BOOST_REQUIRE_EQUAL(run("logprobs --model " + dir + " --data " + data + " --out " + out, scratch).status, 0);
+        double total = 0.0, tokens = 0.0;
+        for (const auto& line : read_lines(out)) {
+            total += line.at("logprob").get<double>();
+            tokens += line.at("n_tokens").get<double>();
+        }
+        return total / tokens;
+    }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(train_then_unlearn_end_to_end) {
+    const TrainingFiles files;
+    const auto& scratch = files.scratch;
+    const auto trained = scratch.file("m1");
+    auto result = run("train --model " + files.model + " --data " + files.both + " --out " + trained +
+                          " --epochs 60 --lr 3e-3 --weight-decay 0 --batch-size 8 --log " + scratch.file("train.jsonl"),
+                      scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(read_lines(scratch.file("train.jsonl")).size() == 180u);  // 60 epochs of 3 batches
+    const double forget_before = files.mean_token_logprob(trained, files.forget);
+    const double retain_before = files.mean_token_logprob(trained, files.retain);
+    BOOST_TEST_REQUIRE(forget_before > -0.5);  // learned: uniform would be −2.77
+    BOOST_TEST_REQUIRE(retain_before > -0.5);
+
+    const auto unlearned = scratch.file("u");
+    result = run("unlearn --model " + trained + " --forget " + files.forget + " --retain " + files.retain +
+                     " --forget-loss simnpo --retain-loss nll --beta 2.5 --gamma 0 --steps 20 --lr 1e-3"
+                     " --batch-size 4 --out " + unlearned,
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(files.mean_token_logprob(unlearned, files.forget) < forget_before - 2.0);
+    BOOST_TEST(files.mean_token_logprob(unlearned, files.retain) > retain_before - 0.3);
+
+    // Every other forget loss and retain loss runs too (with a reference, refusals, a checkpoint, SGD).
+    for (const std::string& flags : std::vector<std::string>{
+             "--forget-loss npo --retain-loss kl --retain " + files.retain + " --reference " + files.model,
+             "--forget-loss dpo --refusals " + files.refusals + " --optimizer sgd --momentum 0.9",
+             "--forget-loss ga --save-every 1 --schedule cosine --warmup-steps 1 --grad-accum 2"}) {
+        result = run("unlearn --model " + trained + " --forget " + files.forget + " " + flags + " --steps 2 --out " +
+                         scratch.file("other"),
+                     scratch);
+        BOOST_TEST_INFO(flags << "\n" << result.output);
+        BOOST_TEST(result.status == 0);
+    }
+    BOOST_TEST(fs::exists(scratch.file("other/checkpoint-2/trainer_state.json")));
+
+    // --resume from the checkpoint after step 1 ends where the straight run ended, byte for byte.
+    const std::string ga = "unlearn --model " + trained + " --forget " + files.forget +
+                           " --forget-loss ga --save-every 1 --schedule cosine --warmup-steps 1 --grad-accum 2 --steps 2";
+    result = run(ga + " --resume " + scratch.file("other/checkpoint-1") + " --out " + scratch.file("resumed"), scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(simnpo::read_file(scratch.file("resumed/model.safetensors")) ==
+               simnpo::read_file(scratch.file("other/model.safetensors")));
+}
+
+BOOST_AUTO_TEST_CASE(bad_training_flags_are_one_line_errors) {
+    const TrainingFiles files;
+    const auto& scratch = files.scratch;
+    const auto out = scratch.file("out");
+    const std::string unlearn = "unlearn --model " + files.model + " --forget " + files.forget + " --out " + out + " ";
+    const auto fails = [&](const std::string& arguments, const std::string& where) {
+        check_error(run(arguments, scratch), where, out);
+    };
+    fails(unlearn + "--steps 2", "--forget-loss");
+    fails(unlearn + "--forget-loss simnpo", "--steps");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --epochs 1", "--epochs");
+    fails(unlearn + "--forget-loss rmu --steps 2", "--forget-loss");
+    fails(unlearn + "--forget-loss simnpo --steps 0", "--steps");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --lr fast", "--lr");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --lr nan", "--lr");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --beta 0", "--beta");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --max-grad-norm -1", "--max-grad-norm");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --schedule step", "--schedule");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --momentum 0.9", "--momentum");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --optimizer sgd --adam-eps 1e-6", "--adam-eps");
+    fails(unlearn + "--forget-loss npo --steps 2 --gamma 1", "--gamma");
+    fails(unlearn + "--forget-loss ga --steps 2 --beta 1", "--beta");
+    fails(unlearn + "--forget-loss dpo --steps 2", "--refusals");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --refusals " + files.refusals, "--refusals");
+    fails(unlearn + "--forget-loss simnpo --retain-loss nll --steps 2", "--retain");
+    fails(unlearn + "--forget-loss simnpo --retain " + files.retain + " --steps 2", "--retain-loss");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --reference " + files.model, "--reference");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --warmup-steps 3", "--warmup-steps");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --resume " + scratch.file("nowhere"), "nowhere");
+    fails(unlearn + "--forget-loss dpo --steps 2 --refusals " +
+              scratch.write("bad_refusals.jsonl", "{\"answer_ids\": [0]}\n{\"answer_ids\": [99]}\n"),
+          "bad_refusals.jsonl:2");
+    fails("unlearn --model " + files.model + " --forget " + scratch.file("missing.jsonl") + " --out " + out +
+              " --forget-loss ga --steps 1",
+          "missing.jsonl");
+    fails("train --model " + files.model + " --data " + files.both + " --out " + out + " --epochs 1 --grad-accum 0",
+          "--grad-accum");
+    BOOST_TEST(run("unlearn --help", scratch).status == 0);
+    BOOST_TEST(run("train --help", scratch).status == 0);
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <charconv>
+#include <cmath>
 #include <map>
 #include <set>
 #include <string>
@@ -63,6 +64,20 @@ public:
             fail(command_, ": flag ", flag, " expects an integer, got '", value, "'");
         if (result < low || result > high)
             fail(command_, ": flag ", flag, " must be in [", low, ", ", high, "], got ", result);
+        return result;
+    }
+
+    // A finite real number in [low, high]; `fallback` when the flag is absent.
+    double real(const std::string& flag, double fallback, double low, double high) const {
+        const auto it = values_.find(flag);
+        if (it == values_.end()) return fallback;
+        const std::string& value = it->second;
+        double result = 0;
+        const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), result);
+        if (error != std::errc{} || end != value.data() + value.size() || !std::isfinite(result))
+            fail(command_, ": flag ", flag, " expects a finite number, got '", value, "'");
+        if (result < low || result > high)
+            fail(command_, ": flag ", flag, " must be in [", low, ", ", high, "], got ", value);
         return result;
     }
 

@@ -9,6 +9,7 @@
 #include <simnpo.hpp>
 
 #include "args.hpp"
+#include "training.hpp"
 
 namespace {
 
@@ -20,6 +21,8 @@ constexpr const char* usage = R"(usage: simnpo <command> [flags]
 commands:
   init       write a randomly initialised GPT-2-shaped model directory
   logprobs   score each example's answer under a model
+  train      fine-tune a model on examples (token-mean NLL)
+  unlearn    unlearn a forget set (ga, npo, simnpo, dpo; retain none, nll, kl)
 
 Run 'simnpo <command> --help' for the flags of a command.
 )";
@@ -113,6 +116,8 @@ int main(int argc, char** argv) {
     try {
         if (words[0] == "init") return run_init(rest);
         if (words[0] == "logprobs") return run_logprobs(rest);
+        if (words[0] == "train") return simnpo::cli::run_train(rest);
+        if (words[0] == "unlearn") return simnpo::cli::run_unlearn(rest);
         std::cerr << "simnpo: unknown command '" << words[0] << "' (see simnpo --help)\n";
         return 2;
     } catch (const simnpo::Error& error) {

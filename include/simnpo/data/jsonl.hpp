@@ -127,51 +127,81 @@ inline Example example_from_json(const json& value, const model::Config& config,
 
 }  // namespace detail
 
-// The examples of a JSON Lines text (DESIGN §5), or of a JSON array of objects
-// when the first non-blank character is '['. `where` names the source: errors
-// read "<where>:<line>: ..." with physical 1-based lines (blank ones counted),
-// or "<where>: element <n>: ..." for the n-th (1-based) object of an array.
-inline std::vector<Example> parse_examples(std::string_view text, const model::Config& config,
-                                           const std::string& where) {
-    using detail::json;
+namespace detail {
+
+// Calls record(value, where) for each object of a JSON Lines text, or of a
+// JSON array when the first non-blank character is '['. `where` names the
+// source: per record "<where>:<line>" with physical 1-based lines (blank ones
+// counted), or "<where>: element <n>" for the n-th (1-based) array element.
+template <class Record>
+void for_each_record(std::string_view text, const std::string& where, Record&& record) {
     // Some Windows editors start a UTF-8 file with a byte order mark.
     constexpr std::string_view byte_order_mark = "\xEF\xBB\xBF";
     if (text.starts_with(byte_order_mark)) text.remove_prefix(byte_order_mark.size());
-
-    std::vector<Example> examples;
-    const auto first = text.find_first_not_of(detail::json_whitespace);
+    const auto first = text.find_first_not_of(json_whitespace);
     if (first != std::string_view::npos && text[first] == '[') {
         json array;
         try {
             array = json::parse(text);
         } catch (const json::exception&) {
-            detail::fail_invalid_json(where, text, 1);
+            fail_invalid_json(where, text, 1);
         }
-        examples.reserve(array.size());
-        for (std::size_t i = 0; i < array.size(); ++i)
-            examples.push_back(
-                detail::example_from_json(array[i], config, where + ": element " + std::to_string(i + 1)));
-    } else {
-        std::size_t line_number = 0;
-        for (std::size_t start = 0; start < text.size();) {
-            const std::size_t end = std::min(text.find('\n', start), text.size());
-            const std::string_view line = text.substr(start, end - start);
-            start = end + 1;
-            ++line_number;
-            // A CRLF line keeps its '\r': JSON whitespace, to nlohmann and to the blank test.
-            if (line.find_first_not_of(detail::json_whitespace) == std::string_view::npos) continue;
-            json value;
-            try {
-                value = json::parse(line);
-            } catch (const json::exception&) {
-                detail::fail_invalid_json(where, line, line_number);
-            }
-            examples.push_back(
-                detail::example_from_json(value, config, where + ":" + std::to_string(line_number)));
-        }
+        for (std::size_t i = 0; i < array.size(); ++i) record(array[i], where + ": element " + std::to_string(i + 1));
+        return;
     }
+    std::size_t line_number = 0;
+    for (std::size_t start = 0; start < text.size();) {
+        const std::size_t end = std::min(text.find('\n', start), text.size());
+        const std::string_view line = text.substr(start, end - start);
+        start = end + 1;
+        ++line_number;
+        // A CRLF line keeps its '\r': JSON whitespace, to nlohmann and to the blank test.
+        if (line.find_first_not_of(json_whitespace) == std::string_view::npos) continue;
+        json value;
+        try {
+            value = json::parse(line);
+        } catch (const json::exception&) {
+            fail_invalid_json(where, line, line_number);
+        }
+        record(value, where + ":" + std::to_string(line_number));
+    }
+}
+
+}  // namespace detail
+
+// The examples of a JSON Lines text (DESIGN §5), or of a JSON array of
+// objects; errors read "<where>:<line>: ..." or "<where>: element <n>: ...".
+inline std::vector<Example> parse_examples(std::string_view text, const model::Config& config,
+                                           const std::string& where) {
+    std::vector<Example> examples;
+    detail::for_each_record(text, where, [&](const detail::json& value, const std::string& at) {
+        examples.push_back(detail::example_from_json(value, config, at));
+    });
     if (examples.empty()) fail(where, ": no examples");
     return examples;
+}
+
+// Refusal answers for DPO ("I don't know" style), one {"answer_ids": [...]}
+// per line, each checked against the vocabulary (text answers need the tokenizer).
+inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view text, const model::Config& config,
+                                                             const std::string& where) {
+    std::vector<std::vector<std::int32_t>> answers;
+    detail::for_each_record(text, where, [&](const detail::json& value, const std::string& at) {
+        if (!value.is_object()) fail(at, ": expected a JSON object with 'answer_ids', got ", detail::describe(value));
+        if (!value.contains("answer_ids") && value.contains("answer"))
+            fail(at, ": text answers ('answer') need a tokenizer; use 'answer_ids'");
+        // A refusal is scored after a forget prompt: check it as an answer to a one-token prompt.
+        Example example{{0}, detail::token_ids(value, "answer_ids", at)};
+        check_example(example, config, at);
+        answers.push_back(std::move(example.answer_ids));
+    });
+    if (answers.empty()) fail(where, ": no refusal answers");
+    return answers;
+}
+
+inline std::vector<std::vector<std::int32_t>> read_refusals(const std::filesystem::path& path,
+                                                            const model::Config& config) {
+    return parse_refusals(read_file(path), config, path.string());
 }
 
 // The examples of a JSON Lines (or JSON array) file; errors name the file.

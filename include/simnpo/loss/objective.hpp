@@ -41,6 +41,12 @@ struct StepReport {
     std::int64_t retain_tokens = 0;
 };
 
+// The w_f and w_r of an objective (the same type for every objective).
+struct ObjectiveWeights {
+    double forget_weight = 1.0;
+    double retain_weight = 1.0;
+};
+
 // L = w_f · L_forget + w_r · L_retain (DESIGN §3), composed at compile time.
 //
 // gradient() runs the model on one forget batch and one retain batch and
@@ -50,10 +56,7 @@ struct StepReport {
 template <ForgetLoss Forget, RetainLoss Retain = NoRetain>
 class Objective {
 public:
-    struct Weights {
-        double forget_weight = 1.0;
-        double retain_weight = 1.0;
-    };
+    using Weights = ObjectiveWeights;
     static constexpr bool has_retain = !std::same_as<Retain, NoRetain>;
     static constexpr bool needs_reference = Forget::needs_reference || Retain::needs_reference;
 

@@ -1,0 +1,241 @@
+// `simnpo train` and `simnpo unlearn` (DESIGN §6): flags to a model, an
+// objective, an optimizer and the training loop.
+#pragma once
+
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <simnpo.hpp>
+
+#include "args.hpp"
+
+namespace simnpo::cli {
+
+constexpr const char* training_flags = R"(
+training flags:
+  --steps N | --epochs E   how long: optimizer steps, or passes over the data (one required)
+  --batch-size N           examples per batch, on each side (default 8)
+  --grad-accum K           batches per optimizer step (default 1)
+  --optimizer adamw|sgd    (default adamw)
+  --lr X                   base learning rate (default: train 5e-5, unlearn 1e-5)
+  --weight-decay X         (default: adamw 0.01, sgd 0)
+  --momentum X             sgd only (default 0)
+  --adam-beta1 X --adam-beta2 X --adam-eps X   (defaults 0.9, 0.999, 1e-8)
+  --max-grad-norm X        clip the gradient's global L2 norm, as PyTorch (default 1.0; 0 disables)
+  --schedule constant|linear|cosine   learning-rate schedule (default constant)
+  --warmup-steps N         linear warmup steps (default 0)
+  --seed S                 data order (default 0)
+  --threads N              CPU threads (default: all)
+  --save-every N           a checkpoint every N steps, as OUT/checkpoint-<step> (default 0: none)
+  --resume CKPT            continue from a checkpoint directory, exactly, with the same data and flags
+  --log FILE               one JSON line per step (appended to when resuming)
+)";
+
+constexpr const char* train_usage = R"(usage: simnpo train --model DIR --data D.jsonl --out DIR2 (--steps N | --epochs E) [flags]
+
+Fine-tunes the model on D.jsonl with the token-mean NLL of the answers and writes
+the result to DIR2 (a model directory).
+
+  --model DIR              model directory to start from
+  --data D.jsonl           training examples ({"prompt_ids", "answer_ids"} lines)
+  --out DIR2               where the trained model (and checkpoints) go
+)";
+
+constexpr const char* unlearn_usage = R"(usage: simnpo unlearn --model DIR --forget F.jsonl --forget-loss L --out DIR2 (--steps N | --epochs E) [flags]
+
+Unlearns F.jsonl from the model: each step takes one forget batch and, with a retain
+loss, one retain batch (the retain set is cycled). Writes the result to DIR2.
+
+  --model DIR              the model to unlearn from (also the frozen reference, unless --reference)
+  --forget F.jsonl         the forget set
+  --retain R.jsonl         the retain set (needed by --retain-loss nll|kl)
+  --forget-loss L          ga | npo | simnpo | dpo
+  --retain-loss L          none | nll | kl (default none)
+  --beta B                 inverse temperature of npo, simnpo, dpo (default 0.1)
+  --gamma G                simnpo's margin (default 0; the authors' TOFU code's gamma' is G/beta)
+  --forget-weight W        w_f in L = w_f L_forget + w_r L_retain (default 1)
+  --retain-weight W        w_r (default 1)
+  --reference DIR          the frozen reference model for npo, dpo and kl (default: --model)
+  --refusals R.jsonl       dpo's refusal answers, {"answer_ids": [...]} lines
+  --out DIR2               where the unlearned model (and checkpoints) go
+)";
+
+namespace detail {
+
+inline const std::set<std::string> training_valued = {
+    "--model", "--out", "--steps", "--epochs", "--batch-size", "--grad-accum", "--optimizer", "--lr",
+    "--weight-decay", "--momentum", "--adam-beta1", "--adam-beta2", "--adam-eps", "--max-grad-norm",
+    "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--log"};
+
+// The flags train and unlearn share, validated.
+struct Training {
+    std::filesystem::path model_dir, out, log;
+    train::Options options;
+    std::string optimizer;
+    optim::AdamW::Params adam;
+    optim::SGD::Params sgd;
+};
+
+inline Training parse_training(const Args& args, double default_lr, const char* command) {
+    constexpr long long most = std::numeric_limits<int>::max();
+    constexpr double huge = 1e300;
+    Training t;
+    t.model_dir = args.required("--model");
+    t.out = args.required("--out");
+    if (args.has("--steps") == args.has("--epochs")) fail(command, ": give exactly one of --steps and --epochs");
+    t.options.steps = args.integer("--steps", 0, 1, most);
+    t.options.epochs = args.integer("--epochs", 0, 1, most);
+    t.options.batch_size = args.integer("--batch-size", 8, 1, 1 << 20);
+    t.options.grad_accum = args.integer("--grad-accum", 1, 1, 1 << 20);
+    t.options.seed = static_cast<std::uint64_t>(args.integer("--seed", 0, 0, std::numeric_limits<long long>::max()));
+    t.options.max_grad_norm = args.real("--max-grad-norm", 1.0, 0.0, huge);
+    t.options.schedule = optim::schedule_kind(args.choice("--schedule", "constant", {"constant", "linear", "cosine"}));
+    t.options.warmup_steps = args.integer("--warmup-steps", 0, 0, most);
+    if (t.options.steps > 0 && t.options.warmup_steps > t.options.steps)
+        fail(command, ": --warmup-steps ", t.options.warmup_steps, " is more than --steps ", t.options.steps);
+    t.options.save_every = args.integer("--save-every", 0, 0, most);
+    t.options.checkpoint_dir = t.out;
+    if (args.has("--resume")) t.options.resume = args.required("--resume");
+    if (args.has("--log")) t.log = args.required("--log");
+    if (args.has("--threads")) set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
+
+    t.optimizer = args.choice("--optimizer", "adamw", {"adamw", "sgd"});
+    const double lr = args.real("--lr", default_lr, 0.0, huge);
+    if (t.optimizer == "adamw") {
+        if (args.has("--momentum")) fail(command, ": --momentum applies to --optimizer sgd only");
+        t.adam = {.lr = lr,
+                  .beta1 = args.real("--adam-beta1", 0.9, 0.0, 0.999999),
+                  .beta2 = args.real("--adam-beta2", 0.999, 0.0, 0.999999999),
+                  .eps = args.real("--adam-eps", 1e-8, 1e-300, 1.0),
+                  .weight_decay = args.real("--weight-decay", 0.01, 0.0, huge)};
+    } else {
+        for (const char* flag : {"--adam-beta1", "--adam-beta2", "--adam-eps"})
+            if (args.has(flag)) fail(command, ": ", flag, " applies to --optimizer adamw only");
+        t.sgd = {.lr = lr,
+                 .momentum = args.real("--momentum", 0.0, 0.0, 1.0),
+                 .weight_decay = args.real("--weight-decay", 0.0, 0.0, huge)};
+    }
+    return t;
+}
+
+// Runs the loop with the chosen optimizer, a progress line and the log.
+template <class Model, class Reference, class Objective>
+train::Summary run_loop(Model& model, Reference& reference, const Objective& objective, const Training& t,
+                        std::span<const data::Example> forget, std::span<const data::Example> retain) {
+    const auto go = [&](const auto& optimizer) {
+        train::ProgressBar progress;
+        if (t.log.empty())
+            return train::unlearn(model, reference, objective, optimizer, forget, retain, t.options, progress);
+        train::JsonlLog log(t.log, !t.options.resume.empty());
+        return train::unlearn(model, reference, objective, optimizer, forget, retain, t.options, progress, log);
+    };
+    if (t.optimizer == "adamw") return go(optim::AdamW(t.adam));
+    return go(optim::SGD(t.sgd));
+}
+
+inline void report(const train::Summary& summary, const std::filesystem::path& out) {
+    std::cout << "wrote " << out.string() << " after " << summary.steps << " steps (loss "
+              << summary.last.loss << ")\n";
+}
+
+}  // namespace detail
+
+inline int run_train(const std::vector<std::string>& words) {
+    auto valued = detail::training_valued;
+    valued.insert("--data");
+    const Args args("simnpo train", words, valued);
+    if (args.help()) {
+        std::cout << train_usage << training_flags;
+        return 0;
+    }
+    const detail::Training t = detail::parse_training(args, 5e-5, "simnpo train");
+    const std::filesystem::path data_path = args.required("--data");
+    auto model = model::load<cpu, float>(t.model_dir);
+    const auto examples = data::read_jsonl(data_path, model.config());
+    loss::NoReference none;
+    const auto summary = detail::run_loop(model, none, loss::Objective<loss::NLL>{}, t, examples, {});
+    model::save(model, t.out);
+    detail::report(summary, t.out);
+    return 0;
+}
+
+inline int run_unlearn(const std::vector<std::string>& words) {
+    auto valued = detail::training_valued;
+    valued.insert({"--forget", "--retain", "--forget-loss", "--retain-loss", "--beta", "--gamma", "--forget-weight",
+                   "--retain-weight", "--reference", "--refusals"});
+    const Args args("simnpo unlearn", words, valued);
+    if (args.help()) {
+        std::cout << unlearn_usage << training_flags;
+        return 0;
+    }
+    const detail::Training t = detail::parse_training(args, 1e-5, "simnpo unlearn");
+    args.required("--forget-loss");
+    const std::string forget_loss = args.choice("--forget-loss", "", {"ga", "npo", "simnpo", "dpo"});
+    const std::string retain_loss = args.choice("--retain-loss", "none", {"none", "nll", "kl"});
+    constexpr double huge = 1e300;
+    const double beta = args.real("--beta", 0.1, std::numeric_limits<double>::min(), huge);
+    const double gamma = args.real("--gamma", 0.0, -huge, huge);
+    const double forget_weight = args.real("--forget-weight", 1.0, 0.0, huge);
+    const double retain_weight = args.real("--retain-weight", 1.0, 0.0, huge);
+    if (args.has("--beta") && forget_loss == "ga") fail("simnpo unlearn: --beta applies to npo, simnpo and dpo");
+    if (args.has("--gamma") && forget_loss != "simnpo") fail("simnpo unlearn: --gamma applies to --forget-loss simnpo only");
+    if (args.has("--refusals") != (forget_loss == "dpo"))
+        fail("simnpo unlearn: ", forget_loss == "dpo" ? "--forget-loss dpo needs --refusals"
+                                                      : "--refusals applies to --forget-loss dpo only");
+    if (retain_loss == "none" && args.has("--retain"))
+        fail("simnpo unlearn: --retain is given but --retain-loss is none (choose nll or kl)");
+    if (retain_loss != "none" && !args.has("--retain")) fail("simnpo unlearn: --retain-loss ", retain_loss, " needs --retain");
+    if (retain_loss == "none" && args.has("--retain-weight")) fail("simnpo unlearn: --retain-weight needs a retain loss");
+    const bool needs_reference = forget_loss == "npo" || forget_loss == "dpo" || retain_loss == "kl";
+    if (args.has("--reference") && !needs_reference)
+        fail("simnpo unlearn: --reference applies to npo, dpo and kl only (", forget_loss, " and ", retain_loss, " use none)");
+
+    auto model = model::load<cpu, float>(t.model_dir);
+    const auto forget = data::read_jsonl(args.required("--forget"), model.config());
+    const auto retain = args.has("--retain") ? data::read_jsonl(args.required("--retain"), model.config())
+                                             : std::vector<data::Example>{};
+
+    // The reference is loaded before anything changes the model: --resume
+    // loads the checkpoint into the model inside the loop.
+    const auto run = [&](const auto& objective) {
+        using Objective = std::remove_cvref_t<decltype(objective)>;
+        if constexpr (Objective::needs_reference) {
+            std::optional<loss::FrozenReference<decltype(model)>> reference;
+            if (args.has("--reference")) {
+                const auto reference_model = model::load<cpu, float>(args.required("--reference"));
+                if (reference_model.config().vocab_size != model.config().vocab_size)
+                    fail(args.required("--reference"), ": the reference's vocabulary differs from the model's");
+                reference.emplace(reference_model);
+            } else {
+                reference.emplace(model);
+            }
+            return detail::run_loop(model, *reference, objective, t, forget, retain);
+        } else {
+            loss::NoReference none;
+            return detail::run_loop(model, none, objective, t, forget, retain);
+        }
+    };
+    const auto with_retain = [&](const auto& forget_term) {
+        using Forget = std::remove_cvref_t<decltype(forget_term)>;
+        const loss::ObjectiveWeights w{forget_weight, retain_weight};
+        if (retain_loss == "nll") return run(loss::Objective<Forget, loss::NLL>(forget_term, loss::NLL{}, w));
+        if (retain_loss == "kl") return run(loss::Objective<Forget, loss::KL>(forget_term, loss::KL{}, w));
+        return run(loss::Objective<Forget>(forget_term, loss::NoRetain{}, w));
+    };
+    train::Summary summary;
+    if (forget_loss == "ga") summary = with_retain(loss::GradAscent{});
+    else if (forget_loss == "npo") summary = with_retain(loss::NPO({.beta = beta}));
+    else if (forget_loss == "simnpo") summary = with_retain(loss::SimNPO({.beta = beta, .gamma = gamma}));
+    else summary = with_retain(loss::DPO(data::read_refusals(args.required("--refusals"), model.config()), {.beta = beta}));
+    model::save(model, t.out);
+    detail::report(summary, t.out);
+    return 0;
+}
+
+}  // namespace simnpo::cli
