@@ -33,6 +33,7 @@ struct SlabModel {
     auto& grads() { return gradients; }
     const auto& grads() const { return gradients; }
     simnpo::cpu& backend() { return tag; }
+    const simnpo::cpu& backend() const { return tag; }
 };
 
 template <class Scalar>
@@ -89,15 +90,23 @@ void check_adamw_against_pytorch(const char* dtype) {
                            .weight_decay = config.at("weight_decay")});
     const so::Schedule schedule{so::ScheduleKind::linear, config.at("warmup_steps"), config.at("total_steps")};
     auto state = adamw.state(model);
+    // The training loop's way: the clipping factor handed to step(), applied as it reads the
+    // gradients. It must give the bits of clip_grad_norm followed by step().
+    auto fused = slab_model<Scalar>(fixture.at("params0").get<std::vector<double>>());
+    auto fused_state = adamw.state(fused);
     const std::size_t steps = fixture.at("grads").size();
     for (std::size_t step = 0; step < steps; ++step) {
         const auto grads = row(fixture, "grads", step);
         model.gradients.assign(grads.begin(), grads.end());
+        fused.gradients.assign(grads.begin(), grads.end());
+        const double coefficient = so::clip_coefficient<Scalar>(so::grad_norm(fused), config.at("max_grad_norm"));
         const double norm = so::clip_grad_norm(model, config.at("max_grad_norm"));
         BOOST_TEST(norm == expected.at("norms").at(step).get<double>(), tt::tolerance(rtol<Scalar>));
         const double lr = adamw.params().lr * schedule.factor(static_cast<std::int64_t>(step));
         BOOST_TEST(lr == expected.at("lrs").at(step).get<double>(), tt::tolerance(1e-15));
         adamw.step(model, state, lr);
+        adamw.step(fused, fused_state, lr, coefficient);
+        BOOST_TEST((fused.parameters == model.parameters));
         BOOST_TEST(state.step == static_cast<std::int64_t>(step + 1));
         const std::string at = std::string(dtype) + " step " + std::to_string(step) + ": ";
         check_close(model.parameters, row(expected, "params", step), rtol<Scalar>, at + "params");

@@ -188,7 +188,6 @@ private:
         Scalar* g = grads_.data();
         fill_zero(backend_, dresidual_.data(), dresidual_.size());
         fill_zero(backend_, dlnf_.data(), dlnf_.size());
-        fill_zero(backend_, dhead_in_.data(), dhead_in_.size());
 
         lm_head_backward(backend_, dhead_in_.data(), g + layout_.wte(), dlogits, head_in_.data(),
                          p + layout_.wte(), scored_, C, V, store);
@@ -200,9 +199,8 @@ private:
         for (std::int64_t l = L - 1; l >= 0; --l) {
             const BlockOffsets& w = layout_.block(static_cast<std::size_t>(l));
             // dx holds dL/d(block output); each branch adds its part, leaving dL/d(block input).
-            fill_zero(backend_, dfch_gelu_.data(), dfch_gelu_.size());
-            fill_zero(backend_, dfch_.data(), dfch_.size());
-            fill_zero(backend_, dln_.data(), dln_.size());
+            // The matmul and GELU backwards write their input gradients (one
+            // producer each); attention's and the layernorms' accumulate.
             matmul_backward(backend_, dfch_gelu_.data(), g + w.fc_proj_weight, g + w.fc_proj_bias, dx,
                             act(fch_gelu_, l), p + w.fc_proj_weight, BT, 4 * C, C, store);
             gelu_backward(backend_, dfch_.data(), dfch_gelu_.data(), act(fch_, l), BT * 4 * C);
@@ -211,9 +209,7 @@ private:
             layernorm_backward(backend_, dx, g + w.ln_2_weight, g + w.ln_2_bias, dln_.data(),
                                act(residual2_, l), p + w.ln_2_weight, act(ln2_mean_, l), act(ln2_rstd_, l),
                                BT, C, store);
-            fill_zero(backend_, datty_.data(), datty_.size());
             fill_zero(backend_, dqkv_.data(), dqkv_.size());
-            fill_zero(backend_, dln_.data(), dln_.size());
             matmul_backward(backend_, datty_.data(), g + w.attn_proj_weight, g + w.attn_proj_bias, dx,
                             act(atty_, l), p + w.attn_proj_weight, BT, C, C, store);
             attention_backward(backend_, dqkv_.data(), datty_.data(), act(qkv_, l), act(att_, l),

@@ -64,9 +64,10 @@ public:
         return state;
     }
 
-    // One step on model.params() from model.grads() at learning rate lr (the schedule's).
+    // One step on model.params() from model.grads() · grad_scale at learning
+    // rate lr (the schedule's); grad_scale is clip_coefficient()'s, applied on the fly.
     template <class Model, class S>
-    void step(Model& model, S& state, double lr) const {
+    void step(Model& model, S& state, double lr, double grad_scale = 1.0) const {
         if (!(lr >= 0.0) || !std::isfinite(lr)) fail("AdamW: the learning rate must be finite and >= 0, got ", lr);
         auto& params = model.params();
         const auto& grads = model.grads();
@@ -80,7 +81,7 @@ public:
         const double bias_correction1 = 1.0 - std::pow(params_.beta1, t);
         const double bias_correction2 = 1.0 - std::pow(params_.beta2, t);
         adamw_update(model.backend(), params.data(), state.exp_avg.data(), state.exp_avg_sq.data(), grads.data(),
-                     static_cast<std::int64_t>(params.size()), 1.0 - lr * params_.weight_decay, params_.beta1,
+                     static_cast<std::int64_t>(params.size()), grad_scale, 1.0 - lr * params_.weight_decay, params_.beta1,
                      params_.beta2, lr / bias_correction1, std::sqrt(bias_correction2), params_.eps);
     }
 

@@ -58,9 +58,10 @@ public:
         return state;
     }
 
-    // One step on model.params() from model.grads() at learning rate lr (the schedule's).
+    // One step on model.params() from model.grads() · grad_scale at learning
+    // rate lr (the schedule's); grad_scale is clip_coefficient()'s, applied on the fly.
     template <class Model, class S>
-    void step(Model& model, S& state, double lr) const {
+    void step(Model& model, S& state, double lr, double grad_scale = 1.0) const {
         if (!(lr >= 0.0) || !std::isfinite(lr)) fail("SGD: the learning rate must be finite and >= 0, got ", lr);
         auto& params = model.params();
         const auto& grads = model.grads();
@@ -69,7 +70,7 @@ public:
             fail("SGD: the optimizer state holds ", state.momentum_buffer.size(), " values for a model of ",
                  params.size(), " parameters (a state from another model?)");
         sgd_update(model.backend(), params.data(), momentum ? state.momentum_buffer.data() : nullptr, grads.data(),
-                   static_cast<std::int64_t>(params.size()), lr, params_.momentum, params_.weight_decay,
+                   static_cast<std::int64_t>(params.size()), grad_scale, lr, params_.momentum, params_.weight_decay,
                    state.step == 0);
         ++state.step;
     }

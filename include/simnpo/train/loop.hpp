@@ -195,10 +195,13 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
             info.retain_loss += report.retain_loss / static_cast<double>(accum);
             info.tokens += report.forget_tokens + report.retain_tokens;
         }
-        info.grad_norm = optim::clip_grad_norm(model, options.max_grad_norm);
-        if (!std::isfinite(info.grad_norm)) fail("step ", step + 1, ": the gradient is not finite (norm ", info.grad_norm, ")");
+        info.grad_norm = optim::grad_norm(model);
+        if (!std::isfinite(info.grad_norm))
+            fail("step ", step + 1, ": the gradient is not finite (norm ", info.grad_norm, ")");
         info.lr = optimizer.params().lr * schedule.factor(step);
-        optimizer.step(model, state, info.lr);
+        // Clipping is applied by the optimizer as it reads the gradients.
+        optimizer.step(model, state, info.lr,
+                       optim::clip_coefficient<typename Model::scalar_type>(info.grad_norm, options.max_grad_norm));
 
         const auto now = clock::now();
         info.step = step + 1;

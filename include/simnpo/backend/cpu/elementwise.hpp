@@ -23,7 +23,7 @@ void gelu_forward(Tag, S* out, const S* inp, std::int64_t n) {
     });
 }
 
-// Accumulates dinp [n] += dout · gelu'(inp).
+// Writes dinp [n] = dout · gelu'(inp).
 template <class S>
 void gelu_backward(Tag, S* dinp, const S* dout, const S* inp, std::int64_t n) {
     const S scale = static_cast<S>(std::sqrt(2.0 / std::numbers::pi));
@@ -33,7 +33,7 @@ void gelu_backward(Tag, S* dinp, const S* dout, const S* inp, std::int64_t n) {
         const auto th = (scale * (x + S{0.044715} * x.cube())).tanh().eval();
         const auto local = S{0.5} * (S{1} + th) +
                            S{0.5} * x * (S{1} - th.square()) * scale * (S{1} + S{3 * 0.044715} * x.square());
-        ArrayMap<S>(dinp + begin, count) += ConstArrayMap<S>(dout + begin, count) * local;
+        ArrayMap<S>(dinp + begin, count) = ConstArrayMap<S>(dout + begin, count) * local;
     });
 }
 

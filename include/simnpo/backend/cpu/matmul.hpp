@@ -23,6 +23,41 @@ inline void single_threaded_blas() {
 #endif
 }
 
+// C [M, N] = op(A) · op(B), or C += op(A) · op(B) when `accumulate`, on one
+// thread; op(A) is [M, K], op(B) [K, N]; all three row-major with row strides
+// lda, ldb, ldc. Through BLAS when it is in use, with beta = 0 for a plain
+// store: Eigen's `=` would first zero the destination, then add into it.
+template <class S>
+void gemm(bool accumulate, bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K,
+          const S* A, std::int64_t lda, const S* B, std::int64_t ldb, S* C, std::int64_t ldc) {
+#ifdef EIGEN_USE_BLAS
+    if constexpr (std::is_same_v<S, float> || std::is_same_v<S, double>) {
+        // Column-major BLAS sees each row-major matrix transposed: it computes
+        // Cᵀ = op(B)ᵀ · op(A)ᵀ, which is C in row-major order.
+        const char ta = transpose_b ? 'T' : 'N', tb = transpose_a ? 'T' : 'N';
+        const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
+        const int lda_ = static_cast<int>(ldb), ldb_ = static_cast<int>(lda), ldc_ = static_cast<int>(ldc);
+        const S one = 1, beta = accumulate ? 1 : 0;
+        if constexpr (std::is_same_v<S, float>)
+            sgemm_(&ta, &tb, &m, &n, &k, &one, B, &lda_, A, &ldb_, &beta, C, &ldc_);
+        else
+            dgemm_(&ta, &tb, &m, &n, &k, &one, B, &lda_, A, &ldb_, &beta, C, &ldc_);
+        return;
+    }
+#endif
+    auto c = matrix(C, M, N, ldc);
+    const auto store = [&](const auto& a, const auto& b) {
+        if (accumulate)
+            c.noalias() += a * b;
+        else
+            c.noalias() = a * b;
+    };
+    if (!transpose_a && !transpose_b) store(matrix(A, M, K, lda), matrix(B, K, N, ldb));
+    else if (!transpose_a) store(matrix(A, M, K, lda), matrix(B, N, K, ldb).transpose());
+    else if (!transpose_b) store(matrix(A, K, M, lda).transpose(), matrix(B, K, N, ldb));
+    else store(matrix(A, K, M, lda).transpose(), matrix(B, N, K, ldb).transpose());
+}
+
 // out [N, OC] = inp [N, IC] · weight [IC, OC] + bias [OC] (bias may be null).
 // Weights are Conv1D-style [in, out], as GPT-2 stores them.
 template <class S>
@@ -30,38 +65,33 @@ void matmul_forward(Tag, S* out, const S* inp, const S* weight, const std::type_
                     std::int64_t N, std::int64_t IC, std::int64_t OC) {
     single_threaded_blas();
     parallel_chunks(OC, [&](std::int64_t begin, std::int64_t end) {
-        auto result = matrix(out + begin, N, end - begin, OC);
-        result.noalias() = matrix(inp, N, IC) * matrix(weight + begin, IC, end - begin, OC);
-        if (bias != nullptr) result.rowwise() += ConstVectorMap<S>(bias + begin, end - begin);
+        gemm(false, false, false, N, end - begin, IC, inp, IC, weight + begin, OC, out + begin, OC);
+        if (bias != nullptr) matrix(out + begin, N, end - begin, OC).rowwise() += ConstVectorMap<S>(bias + begin, end - begin);
     });
 }
 
-// Accumulates dinp [N, IC] += dout · weightᵀ; stores (adds or overwrites, per
-// `store`) dweight [IC, OC] = inpᵀ · dout and dbias [OC] = column sums of dout
-// (dbias may be null).
+// Writes dinp [N, IC] = dout · weightᵀ (in the model each dinp has this one
+// producer, so no zeroing is needed); stores (adds or overwrites, per `store`)
+// dweight [IC, OC] = inpᵀ · dout and dbias [OC] = column sums of dout (dbias
+// may be null).
 template <class S>
 void matmul_backward(Tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, const S* dout, const S* inp,
                      const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC, GradStore store) {
     single_threaded_blas();
-    const auto gradient = matrix(dout, N, OC);
+    const bool accumulate = store == GradStore::accumulate;
     parallel_chunks(IC, [&](std::int64_t begin, std::int64_t end) {
         const std::int64_t rows = end - begin;
-        matrix(dinp + begin, N, rows, IC).noalias() += gradient * matrix(weight + begin * OC, rows, OC).transpose();
-        auto dw = matrix(dweight + begin * OC, rows, OC);
-        const auto product = matrix(inp + begin, N, rows, IC).transpose() * gradient;
-        if (store == GradStore::overwrite)
-            dw.noalias() = product;
-        else
-            dw.noalias() += product;
+        gemm(false, false, true, N, rows, OC, dout, OC, weight + begin * OC, OC, dinp + begin, IC);
+        gemm(accumulate, true, false, rows, OC, N, inp + begin, IC, dout, OC, dweight + begin * OC, OC);
     });
     if (dbias != nullptr)
         parallel_chunks(OC, [&](std::int64_t begin, std::int64_t end) {
             VectorMap<S> db(dbias + begin, end - begin);
             const auto sums = matrix(dout + begin, N, end - begin, OC).colwise().sum();
-            if (store == GradStore::overwrite)
-                db = sums;
-            else
+            if (accumulate)
                 db += sums;
+            else
+                db = sums;
         });
 }
 
@@ -70,27 +100,21 @@ template <class S>
 void lm_head_forward(Tag, S* logits, const S* inp, const S* wte, std::int64_t N, std::int64_t C, std::int64_t V) {
     single_threaded_blas();
     parallel_chunks(V, [&](std::int64_t begin, std::int64_t end) {
-        matrix(logits + begin, N, end - begin, V).noalias() =
-            matrix(inp, N, C) * matrix(wte + begin * C, end - begin, C).transpose();
+        gemm(false, false, true, N, end - begin, C, inp, C, wte + begin * C, C, logits + begin, V);
     });
 }
 
-// Accumulates dinp [N, C] += dlogits · wte; stores (per `store`) dwte [V, C] = dlogitsᵀ · inp.
+// Writes dinp [N, C] = dlogits · wte; stores (per `store`) dwte [V, C] = dlogitsᵀ · inp.
 template <class S>
 void lm_head_backward(Tag, S* dinp, S* dwte, const S* dlogits, const S* inp, const S* wte, std::int64_t N,
                       std::int64_t C, std::int64_t V, GradStore store) {
     single_threaded_blas();
     parallel_chunks(C, [&](std::int64_t begin, std::int64_t end) {
-        matrix(dinp + begin, N, end - begin, C).noalias() +=
-            matrix(dlogits, N, V) * matrix(wte + begin, V, end - begin, C);
+        gemm(false, false, false, N, end - begin, V, dlogits, V, wte + begin, C, dinp + begin, C);
     });
     parallel_chunks(V, [&](std::int64_t begin, std::int64_t end) {
-        auto dw = matrix(dwte + begin * C, end - begin, C);
-        const auto product = matrix(dlogits + begin, N, end - begin, V).transpose() * matrix(inp, N, C);
-        if (store == GradStore::overwrite)
-            dw.noalias() = product;
-        else
-            dw.noalias() += product;
+        gemm(store == GradStore::accumulate, true, false, end - begin, C, N, dlogits + begin, V, inp, C,
+             dwte + begin * C, C);
     });
 }
 

@@ -18,6 +18,10 @@ namespace simnpo::backend::cpu {
 // separate in-place passes cost one trip through memory.
 inline constexpr std::int64_t optimizer_tile = 1024;
 
+// Both optimizer kernels read the gradients as grads · grad_scale (rounded to
+// S): a clipping coefficient applied in the same pass, with the bits of
+// PyTorch's separate in-place multiplication; 1 leaves them as they are.
+
 // One step of torch.optim.AdamW (single-tensor path, amsgrad off) on n values:
 //   params     [n] ← params · decay                          (decay = 1 − lr·wd)
 //   exp_avg    [n] ← exp_avg · β1 + (1 − β1) · grads
@@ -25,8 +29,9 @@ inline constexpr std::int64_t optimizer_tile = 1024;
 //   params     [n] ← params − step_size · exp_avg / (√exp_avg_sq / bias_correction2_sqrt + eps)
 // with step_size = lr / (1 − β1^t) and bias_correction2_sqrt = √(1 − β2^t).
 template <class S>
-void adamw_update(Tag, S* params, S* exp_avg, S* exp_avg_sq, const S* grads, std::int64_t n, double decay,
-                  double beta1, double beta2, double step_size, double bias_correction2_sqrt, double eps) {
+void adamw_update(Tag, S* params, S* exp_avg, S* exp_avg_sq, const S* grads, std::int64_t n, double grad_scale,
+                  double decay, double beta1, double beta2, double step_size, double bias_correction2_sqrt,
+                  double eps) {
     const S decay_s = static_cast<S>(decay), beta1_s = static_cast<S>(beta1), beta2_s = static_cast<S>(beta2);
     const S one_minus_beta1 = static_cast<S>(1.0 - beta1), one_minus_beta2 = static_cast<S>(1.0 - beta2);
     const S neg_step_size = static_cast<S>(-step_size);
@@ -35,7 +40,8 @@ void adamw_update(Tag, S* params, S* exp_avg, S* exp_avg_sq, const S* grads, std
         for (std::int64_t tile = begin; tile < end; tile += optimizer_tile) {
             const std::int64_t count = std::min(optimizer_tile, end - tile);
             ArrayMap<S> theta(params + tile, count), m(exp_avg + tile, count), v(exp_avg_sq + tile, count);
-            const ConstArrayMap<S> g(grads + tile, count);
+            Eigen::Array<S, Eigen::Dynamic, 1, 0, optimizer_tile, 1> g = ConstArrayMap<S>(grads + tile, count);
+            if (grad_scale != 1.0) g *= static_cast<S>(grad_scale);
             theta *= decay_s;
             m = m * beta1_s + one_minus_beta1 * g;
             v = v * beta2_s + one_minus_beta2 * g * g;
@@ -50,17 +56,17 @@ void adamw_update(Tag, S* params, S* exp_avg, S* exp_avg_sq, const S* grads, std
 //   params         ← params − lr · (momentum > 0 ? momentum_buffer : d)
 // momentum_buffer [n] is not touched (and may be null) when momentum = 0.
 template <class S>
-void sgd_update(Tag, S* params, S* momentum_buffer, const S* grads, std::int64_t n, double lr, double momentum,
-                double weight_decay, bool first_step) {
+void sgd_update(Tag, S* params, S* momentum_buffer, const S* grads, std::int64_t n, double grad_scale, double lr,
+                double momentum, double weight_decay, bool first_step) {
     const S neg_lr = static_cast<S>(-lr), momentum_s = static_cast<S>(momentum);
     const S weight_decay_s = static_cast<S>(weight_decay);
     parallel_chunks(n, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t tile = begin; tile < end; tile += optimizer_tile) {
             const std::int64_t count = std::min(optimizer_tile, end - tile);
             ArrayMap<S> theta(params + tile, count);
-            const ConstArrayMap<S> g(grads + tile, count);
             // d is held apart (on the stack, a tile at most) because θ changes after it is read.
-            Eigen::Array<S, Eigen::Dynamic, 1, 0, optimizer_tile, 1> d = g;
+            Eigen::Array<S, Eigen::Dynamic, 1, 0, optimizer_tile, 1> d = ConstArrayMap<S>(grads + tile, count);
+            if (grad_scale != 1.0) d *= static_cast<S>(grad_scale);
             if (weight_decay != 0.0) d += weight_decay_s * theta;
             if (momentum != 0.0) {
                 ArrayMap<S> buffer(momentum_buffer + tile, count);
