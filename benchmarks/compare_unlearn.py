@@ -49,6 +49,7 @@ def main():
         theirs.append(timing["median_ms"])
         layouts.append(timing["batches"])
         their_rss.append([line for line in lines if line.get("metric") == "peak_rss"][0]["peak_rss_mib"])
+        print(f"  simnpo {ours[-1]:.1f} ms, PyTorch {theirs[-1]:.1f} ms", file=sys.stderr)
 
     mine, other = statistics.median(ours), statistics.median(theirs)
     print(f"unlearning step, GPT-2 small, SimNPO+NLL, AdamW, B=4+4, T=64, {args.threads} threads")

@@ -43,6 +43,8 @@ public:
         : model_(model.config(), model.backend()), options_(options) {
         if (options_.batch_size < 1) fail("FrozenReference: batch_size must be at least 1, got ", options_.batch_size);
         model_.params() = model.params();
+        // The reference is never differentiated (model() is const): its gradient slab would be dead weight.
+        Buffer<Scalar>().swap(model_.grads());
     }
 
     const Model& model() const { return model_; }

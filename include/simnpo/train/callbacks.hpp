@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>

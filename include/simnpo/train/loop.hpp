@@ -1,6 +1,7 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <concepts>
