@@ -54,7 +54,8 @@ struct Fixture {
 // The objective's gradient against central differences of its total, on
 // parameters spread over every tensor of the model.
 template <class Objective>
-void check_gradient(const Objective& objective) {
+void check_gradient(const Objective& objective, const std::vector<Example>& forget_set = forget_set,
+                    const std::vector<Example>& retain_set = retain_set) {
     Fixture f;
     const std::vector<Example> retain = Objective::has_retain ? retain_set : std::vector<Example>{};
     const auto report = objective.gradient(f.model, forget_set, retain, f.reference);
@@ -109,6 +110,22 @@ BOOST_AUTO_TEST_CASE(dpo_with_every_retain_loss) {
     check_gradient(sl::Objective<sl::DPO>{dpo});
     check_gradient(sl::Objective<sl::DPO, sl::NLL>{dpo, sl::NLL{}});
     check_gradient(sl::Objective<sl::DPO, sl::KL>{dpo, sl::KL{}, {.retain_weight = 0.3}});
+}
+
+BOOST_AUTO_TEST_CASE(forget_and_retain_rows_in_one_pass) {
+    // Rows of equal length: the objective runs forget and retain rows through
+    // the model as one batch. The gradient must be the same as apart.
+    const std::vector<Example> forget{{{1, 2}, {3, 4, 5}}, {{6, 7}, {8, 9, 10}}};
+    const std::vector<Example> retain{{{2, 3}, {4, 6, 8}}, {{3, 5}, {7, 9, 11}}, {{12}, {1, 2, 3, 4}}};
+    check_gradient(sl::NPO_GD{sl::NPO({.beta = 0.5}), sl::NLL{}, {.forget_weight = 0.7, .retain_weight = 1.6}},
+                   forget, retain);
+    check_gradient(sl::Objective<sl::DPO, sl::NLL>{sl::DPO(refusals, {.beta = 0.8}), sl::NLL{}}, forget, retain);
+    Fixture f;
+    sl::SimNPO_GD{}.gradient(f.model, forget, retain);
+    BOOST_TEST(f.model.sequence_logprobs().size() == 5u);  // the last forward held all five rows
+    // Rows of different lengths go apart: the last forward was the retain batch alone.
+    sl::SimNPO_GD{}.gradient(f.model, forget_set, retain_set);
+    BOOST_TEST(f.model.sequence_logprobs().size() == retain_set.size());
 }
 
 BOOST_AUTO_TEST_CASE(gradient_is_scaled_and_accumulated) {

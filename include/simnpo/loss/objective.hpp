@@ -1,6 +1,7 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -98,6 +99,13 @@ public:
     }
 
 private:
+    // Forget and retain rows go through the model in one batch when both losses
+    // are on sequences and padding to the longer side's length adds at most
+    // this fraction of positions: one pass over bigger matrices is a few percent
+    // faster (measured on GPT-2 small, B = 4 + 4), at the cost of holding both
+    // batches' activations at once.
+    static constexpr double fusion_padding_limit = 1.05;
+
     template <class Model, class Reference>
     StepReport run(Model& model, std::span<const data::Example> forget, std::span<const data::Example> retain,
                    Reference& reference, GradStore store, double scale) const {
@@ -107,62 +115,109 @@ private:
         } else {
             if (!retain.empty()) fail("Objective: a retain batch was given but the objective has no retain loss");
         }
-        StepReport report;
-        forget_step(report, model, forget, reference, store, scale);
-        if constexpr (has_retain) retain_step(report, model, retain, reference, scale);
-        report.total = weights_.forget_weight * report.forget_loss +
-                       (has_retain ? weights_.retain_weight * report.retain_loss : 0.0);
-        return report;
-    }
-
-    template <class Model, class Reference>
-    void forget_step(StepReport& report, Model& model, std::span<const data::Example> forget, Reference& reference,
-                     GradStore store, double scale) const {
         std::vector<data::Example> expanded;
         if constexpr (ExpandsRows<Forget>) {
             expanded = forget_.rows(forget);
             forget = expanded;
         }
+        const double forget_weight = weights_.forget_weight * scale, retain_weight = weights_.retain_weight * scale;
+        StepReport report;
+        if constexpr (SequenceLoss<Retain>) {
+            if (worth_fusing(forget, retain)) {
+                std::vector<data::Example> rows(forget.begin(), forget.end());
+                rows.insert(rows.end(), retain.begin(), retain.end());
+                model.forward(data::make_batch(rows));
+                const std::vector<double> logprob = model.sequence_logprobs();
+                const auto split = logprob.begin() + static_cast<std::ptrdiff_t>(forget.size());
+                std::vector<double> dlogprob = forget_term(report, forget, {logprob.begin(), split}, reference);
+                for (double& d : dlogprob) d *= forget_weight;
+                for (const double d : retain_term(report, retain, {split, logprob.end()}, reference))
+                    dlogprob.push_back(d * retain_weight);
+                const auto weights = token_weights(model, dlogprob, 1.0);
+                model.backward(std::span(weights), store);
+                return finish(report);
+            }
+        }
         model.forward(data::make_batch(forget));
-        SequenceStats stats = sequence_stats(model, forget);
-        if constexpr (Forget::needs_reference) stats.ref_logprob = reference.sequence_logprobs(forget);
-        const LossResult result = forget_.evaluate(stats);
+        const auto forget_weights =
+            token_weights(model, forget_term(report, forget, model.sequence_logprobs(), reference), forget_weight);
+        model.backward(std::span(forget_weights), store);
+        if constexpr (has_retain) {
+            model.forward(data::make_batch(retain));
+            if constexpr (DistributionLoss<Retain>) {
+                distribution_term(report, model, retain, reference, retain_weight);
+            } else {
+                const auto retain_weights = token_weights(
+                    model, retain_term(report, retain, model.sequence_logprobs(), reference), retain_weight);
+                model.backward(std::span(retain_weights), GradStore::accumulate);
+            }
+        }
+        return finish(report);
+    }
+
+    // Padded positions of the two batches in one, against each padded apart.
+    static bool worth_fusing(std::span<const data::Example> forget, std::span<const data::Example> retain) {
+        const auto longest = [](std::span<const data::Example> rows) {
+            std::size_t length = 0;
+            for (const auto& row : rows) length = std::max(length, row.prompt_ids.size() + row.answer_ids.size() - 1);
+            return static_cast<double>(length);
+        };
+        const double f = static_cast<double>(forget.size()), r = static_cast<double>(retain.size());
+        const double apart = f * longest(forget) + r * longest(retain);
+        return (f + r) * std::max(longest(forget), longest(retain)) <= fusion_padding_limit * apart;
+    }
+
+    StepReport& finish(StepReport& report) const {
+        report.total = weights_.forget_weight * report.forget_loss +
+                       (has_retain ? weights_.retain_weight * report.retain_loss : 0.0);
+        return report;
+    }
+
+    // The forget loss of rows whose ℓ_θ are `logprob`, into the report; returns dL/dℓ_θ.
+    template <class Reference>
+    std::vector<double> forget_term(StepReport& report, std::span<const data::Example> rows, std::vector<double> logprob,
+                                    Reference& reference) const {
+        SequenceStats stats = sequence_stats(std::move(logprob), rows);
+        if constexpr (Forget::needs_reference) stats.ref_logprob = reference.sequence_logprobs(rows);
+        LossResult result = forget_.evaluate(stats);
         check_result(result, stats.size(), "forget");
-        const auto weights = token_weights(model, result.dlogprob, weights_.forget_weight * scale);
-        model.backward(std::span(weights), store);
         report.forget_loss = result.value;
         report.forget_tokens = stats.total_length();
         for (std::size_t i = 0; i < stats.size(); ++i)
             report.forget_rows.push_back({stats.logprob[i], stats.length[i],
                                           stats.has_reference() ? stats.ref_logprob[i] : RowReport{}.ref_logprob,
                                           result.dlogprob[i]});
+        return std::move(result.dlogprob);
     }
 
+    // The same for a retain loss on sequences.
+    template <class Reference>
+    std::vector<double> retain_term(StepReport& report, std::span<const data::Example> rows, std::vector<double> logprob,
+                                    Reference& reference) const {
+        SequenceStats stats = sequence_stats(std::move(logprob), rows);
+        if constexpr (Retain::needs_reference) stats.ref_logprob = reference.sequence_logprobs(rows);
+        LossResult result = retain_.evaluate(stats);
+        check_result(result, stats.size(), "retain");
+        report.retain_loss = result.value;
+        report.retain_tokens = stats.total_length();
+        return std::move(result.dlogprob);
+    }
+
+    // A retain loss on whole distributions (KL), after the model's forward on
+    // the retain rows: its logit gradient goes straight to the backward.
     template <class Model, class Reference>
-    void retain_step(StepReport& report, Model& model, std::span<const data::Example> retain, Reference& reference,
-                     double scale) const {
-        model.forward(data::make_batch(retain));
+    void distribution_term(StepReport& report, Model& model, std::span<const data::Example> rows, Reference& reference,
+                           double weight) const {
+        using Scalar = typename Model::scalar_type;
         report.retain_tokens = model.scored_count();
-        if constexpr (DistributionLoss<Retain>) {
-            using Scalar = typename Model::scalar_type;
-            const std::span<Scalar> ref = reference.distributions(retain);
-            typename Model::template Buffer<double> per_position(static_cast<std::size_t>(model.scored_count()));
-            // The gradient overwrites the reference distributions it is computed from.
-            const Distributions<Scalar> d{model.logits().data(), ref.data(), ref.data(), per_position.data(),
-                                          model.scored_count(), model.config().vocab_size,
-                                          weights_.retain_weight * scale};
-            report.retain_loss = retain_.evaluate(model.backend(), d);
-            if (!std::isfinite(report.retain_loss)) fail("Objective: the retain loss is not finite");
-            model.backward_logits(std::span<const Scalar>(ref), GradStore::accumulate);
-        } else {
-            SequenceStats stats = sequence_stats(model, retain);
-            if constexpr (Retain::needs_reference) stats.ref_logprob = reference.sequence_logprobs(retain);
-            const LossResult result = retain_.evaluate(stats);
-            check_result(result, stats.size(), "retain");
-            const auto weights = token_weights(model, result.dlogprob, weights_.retain_weight * scale);
-            model.backward(std::span(weights), GradStore::accumulate);
-            report.retain_loss = result.value;
-        }
+        const std::span<Scalar> ref = reference.distributions(rows);
+        typename Model::template Buffer<double> per_position(static_cast<std::size_t>(model.scored_count()));
+        // The gradient overwrites the reference distributions it is computed from.
+        const Distributions<Scalar> d{model.logits().data(), ref.data(),           ref.data(), per_position.data(),
+                                      model.scored_count(),  model.config().vocab_size, weight};
+        report.retain_loss = retain_.evaluate(model.backend(), d);
+        if (!std::isfinite(report.retain_loss)) fail("Objective: the retain loss is not finite");
+        model.backward_logits(std::span<const Scalar>(ref), GradStore::accumulate);
     }
 
     // A user's loss can be wrong: catch it before it reaches the model.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "simnpo/core/error.hpp"
@@ -44,16 +45,14 @@ struct SequenceStats {
     }
 };
 
-// The statistics of `examples` from the model's last forward, which must have
-// been model.forward(data::make_batch(examples)).
-template <class Model>
-SequenceStats sequence_stats(const Model& model, std::span<const data::Example> examples) {
+// The statistics of rows whose ℓ_θ are `logprob` (Gpt::sequence_logprobs()
+// after a forward on data::make_batch(rows)).
+inline SequenceStats sequence_stats(std::vector<double> logprob, std::span<const data::Example> rows) {
+    if (logprob.size() != rows.size())
+        fail("sequence_stats: ", logprob.size(), " log-likelihoods for ", rows.size(), " rows");
     SequenceStats stats;
-    stats.logprob = model.sequence_logprobs();
-    if (stats.logprob.size() != examples.size())
-        fail("sequence_stats: the last forward had ", stats.logprob.size(), " rows for ", examples.size(),
-             " examples");
-    for (const auto& example : examples) stats.length.push_back(static_cast<std::int64_t>(example.answer_ids.size()));
+    stats.logprob = std::move(logprob);
+    for (const auto& row : rows) stats.length.push_back(static_cast<std::int64_t>(row.answer_ids.size()));
     return stats;
 }
 
