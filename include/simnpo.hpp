@@ -26,6 +26,7 @@
 #include "simnpo/model/safetensors.hpp"
 #include "simnpo/model/io.hpp"
 #include "simnpo/data/jsonl.hpp"
+#include "simnpo/data/markov.hpp"
 
 #include "simnpo/loss/sequence.hpp"
 #include "simnpo/loss/forget.hpp"
