@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "simnpo/core/error.hpp"
@@ -164,8 +165,9 @@ private:
             return static_cast<double>(length);
         };
         const double f = static_cast<double>(forget.size()), r = static_cast<double>(retain.size());
-        const double apart = f * longest(forget) + r * longest(retain);
-        return (f + r) * std::max(longest(forget), longest(retain)) <= fusion_padding_limit * apart;
+        const double forget_length = longest(forget), retain_length = longest(retain);
+        return (f + r) * std::max(forget_length, retain_length) <=
+               fusion_padding_limit * (f * forget_length + r * retain_length);
     }
 
     StepReport& finish(StepReport& report) const {
@@ -174,14 +176,23 @@ private:
         return report;
     }
 
+    // `loss` on rows whose ℓ_θ are `logprob`, with their ℓ_ref when it needs them.
+    template <class Loss, class Reference>
+    static std::pair<SequenceStats, LossResult> evaluate_rows(const Loss& loss, std::span<const data::Example> rows,
+                                                              std::vector<double> logprob, Reference& reference,
+                                                              const char* side) {
+        SequenceStats stats = sequence_stats(std::move(logprob), rows);
+        if constexpr (Loss::needs_reference) stats.ref_logprob = reference.sequence_logprobs(rows);
+        LossResult result = loss.evaluate(stats);
+        check_result(result, stats.size(), side);
+        return {std::move(stats), std::move(result)};
+    }
+
     // The forget loss of rows whose ℓ_θ are `logprob`, into the report; returns dL/dℓ_θ.
     template <class Reference>
     std::vector<double> forget_term(StepReport& report, std::span<const data::Example> rows, std::vector<double> logprob,
                                     Reference& reference) const {
-        SequenceStats stats = sequence_stats(std::move(logprob), rows);
-        if constexpr (Forget::needs_reference) stats.ref_logprob = reference.sequence_logprobs(rows);
-        LossResult result = forget_.evaluate(stats);
-        check_result(result, stats.size(), "forget");
+        auto [stats, result] = evaluate_rows(forget_, rows, std::move(logprob), reference, "forget");
         report.forget_loss = result.value;
         report.forget_tokens = stats.total_length();
         for (std::size_t i = 0; i < stats.size(); ++i)
@@ -195,10 +206,7 @@ private:
     template <class Reference>
     std::vector<double> retain_term(StepReport& report, std::span<const data::Example> rows, std::vector<double> logprob,
                                     Reference& reference) const {
-        SequenceStats stats = sequence_stats(std::move(logprob), rows);
-        if constexpr (Retain::needs_reference) stats.ref_logprob = reference.sequence_logprobs(rows);
-        LossResult result = retain_.evaluate(stats);
-        check_result(result, stats.size(), "retain");
+        auto [stats, result] = evaluate_rows(retain_, rows, std::move(logprob), reference, "retain");
         report.retain_loss = result.value;
         report.retain_tokens = stats.total_length();
         return std::move(result.dlogprob);
