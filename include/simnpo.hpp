@@ -45,4 +45,6 @@
 #include "simnpo/train/loop.hpp"
 #include "simnpo/train/callbacks.hpp"
 
+#include "simnpo/eval/divergence.hpp"
+
 #undef SIMNPO_UMBRELLA_INCLUDE
