@@ -1,7 +1,8 @@
 // The markov_study program in its quick configuration: the JSON it promises,
 // the study's premises (the original learned what the retrained model did not),
-// the paper's mechanism (NPO gives the short forget2 rows a smaller share of
-// the gradient than SimNPO), the model cache, and bad flags.
+// how each loss shares the gradient between forget1 and forget2 rows (the
+// paper's mechanism, with GA's and NPO's first step exact), the model cache,
+// and bad flags.
 #define BOOST_TEST_MODULE markov_study
 #include <boost/test/unit_test.hpp>
 
@@ -20,6 +21,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+namespace tt = boost::test_tools;
 using simnpo::testing::TempDir;
 const std::string study_bin = std::string(SIMNPO_BIN_DIR) + "/markov_study";
 const char* scenarios[] = {"short_forget2", "forget2_never_learned"};
@@ -34,12 +36,6 @@ Result run(const std::string& arguments, const TempDir& scratch) {
     const std::string log = scratch.file("output.log");
     const int raw = std::system((study_bin + " " + arguments + " > " + log + " 2>&1").c_str());
     return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, simnpo::read_file(log)};
-}
-
-double mean(const nlohmann::json& values) {
-    double sum = 0.0;
-    for (const auto& v : values) sum += v.get<double>();
-    return sum / static_cast<double>(values.size());
 }
 
 // One quick study for all the cases that read its results.
@@ -75,8 +71,11 @@ BOOST_AUTO_TEST_CASE(writes_every_trajectory_the_json_promises) {
                     // Every method starts from the same original model.
                     BOOST_TEST(run.at(split).at(0) == runs.at("GA").at(split).at(0));
                 }
-                BOOST_TEST(run.at("forget2_share").size() == 10u);
-                for (const auto& share : run.at("forget2_share")) BOOST_TEST((share >= 0.0 && share <= 1.0));
+                for (const char* key : {"forget1_gradient", "forget1_rows", "forget2_gradient", "forget2_rows"})
+                    BOOST_TEST(run.at("allocation").at(key).size() == 10u);
+                for (std::size_t k = 0; k < 10; ++k)  // batches of 4
+                    BOOST_TEST(run.at("allocation").at("forget1_rows").at(k).get<int>() +
+                                   run.at("allocation").at("forget2_rows").at(k).get<int>() == 4);
             }
         }
     }
@@ -103,18 +102,47 @@ BOOST_AUTO_TEST_CASE(the_original_models_learned_what_the_retrained_model_did_no
     BOOST_TEST(original("forget2_never_learned", "kl_forget2") < original("short_forget2", "kl_forget2") / 2);
 }
 
-BOOST_AUTO_TEST_CASE(npo_gives_short_forget_rows_less_of_the_gradient_than_simnpo) {
-    // Scenario A: forget2 answers have 4 tokens, forget1's 19. NPO's per-token
-    // weight starts equal for every row, so forget2 gets about its token share
-    // (as GA does); SimNPO divides by |y|, so each row counts about alike.
-    const auto& runs = quick_study().results.at("short_forget2").at("methods");
-    const double ga = mean(runs.at("GA").at("forget2_share"));
-    const double npo = mean(runs.at("NPO").at("forget2_share"));
-    const double simnpo = mean(runs.at("SimNPO").at("forget2_share"));
-    BOOST_TEST(ga < 0.3);
-    BOOST_TEST(npo < 0.35);
-    BOOST_TEST(simnpo > 0.4);
-    BOOST_TEST(simnpo > npo + 0.1);
+// Whether step k's batch (0-based) held rows of both forget sources.
+bool mixed(const nlohmann::json& run, std::size_t k) {
+    const auto& a = run.at("allocation");
+    return a.at("forget1_rows").at(k).get<int>() > 0 && a.at("forget2_rows").at(k).get<int>() > 0;
+}
+
+// The forget gradient a forget2 row got per forget1 row's in step k, from the
+// JSON's allocation.
+double forget2_per_forget1(const nlohmann::json& run, std::size_t k) {
+    const auto& a = run.at("allocation");
+    BOOST_TEST_REQUIRE(mixed(run, k));
+    const double f1 = a.at("forget1_rows").at(k).get<double>(), f2 = a.at("forget2_rows").at(k).get<double>();
+    return (a.at("forget2_gradient").at(k).get<double>() / f2) / (a.at("forget1_gradient").at(k).get<double>() / f1);
+}
+
+BOOST_AUTO_TEST_CASE(the_gradient_allocation_follows_each_losss_weights) {
+    const auto& results = quick_study().results;
+    const auto& a = results.at("short_forget2").at("methods");
+    const auto& b = results.at("forget2_never_learned").at("methods");
+    // GA's gradient is a token mean: a row counts by its length, 4 answer tokens
+    // against 19 in A, 19 against 19 in B, at every step.
+    int checked = 0;
+    for (std::size_t k = 0; k < 10; ++k) {
+        if (mixed(a.at("GA"), k)) {
+            BOOST_TEST(forget2_per_forget1(a.at("GA"), k) == 4.0 / 19.0, tt::tolerance(1e-9));
+            ++checked;
+        }
+        if (mixed(b.at("GA"), k)) {
+            BOOST_TEST(forget2_per_forget1(b.at("GA"), k) == 1.0, tt::tolerance(1e-9));
+            ++checked;
+        }
+    }
+    BOOST_TEST(checked >= 10);
+    // At the first step θ = θ_ref, so NPO weighs every row alike: exactly GA.
+    BOOST_TEST(forget2_per_forget1(a.at("NPO"), 0) == 4.0 / 19.0, tt::tolerance(1e-9));
+    BOOST_TEST(forget2_per_forget1(b.at("NPO"), 0) == 1.0, tt::tolerance(1e-9));
+    // SimNPO divides by |y| (rows count about alike in A) and weighs by the
+    // current likelihood from the start (never-learned forget2 rows get less in B).
+    BOOST_TEST(forget2_per_forget1(a.at("SimNPO"), 0) > 0.5);
+    BOOST_TEST(forget2_per_forget1(a.at("SimNPO"), 0) < 2.0);
+    BOOST_TEST(forget2_per_forget1(b.at("SimNPO"), 0) < 0.9);
 }
 
 BOOST_AUTO_TEST_CASE(a_second_run_reuses_the_cached_models_and_gives_the_same_results) {

@@ -166,28 +166,38 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
     return model;
 }
 
+// How a step's forget gradient was shared between the forget1 and forget2
+// rows of its batch. Row i's gradient is dL/dℓ_θ(i) · ∇ℓ_θ(i), a sum over its
+// |y_i| tokens: its weight in the step is |dL/dℓ_θ(i)|·|y_i|.
+struct Allocation {
+    double forget1_gradient = 0.0, forget2_gradient = 0.0;  // summed row weights
+    std::int64_t forget1_rows = 0, forget2_rows = 0;
+};
+
+inline Allocation allocation(const std::vector<sl::RowReport>& rows, const std::vector<std::size_t>& indices,
+                             std::size_t forget1_size) {
+    Allocation a;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const double weight = std::abs(rows[i].weight) * static_cast<double>(rows[i].length);
+        if (indices[i] < forget1_size) {
+            a.forget1_gradient += weight;
+            ++a.forget1_rows;
+        } else {
+            a.forget2_gradient += weight;
+            ++a.forget2_rows;
+        }
+    }
+    return a;
+}
+
 // A KL trajectory: KL(retrained ‖ model) on each test split at each evaluated
-// step; and at every step, the share of the forget gradient that went to
-// forget2 rows: the paper's "allocation of optimization power".
+// step; and each step's allocation of the forget gradient.
 struct Trajectory {
     std::vector<std::int64_t> step;
     std::vector<double> kl_retain, kl_forget1, kl_forget2;
-    std::vector<double> forget2_share;  // one per step, from step 1
+    std::vector<Allocation> allocation;  // one per step, from step 1
     double seconds = 0.0;
 };
-
-// Row i's gradient is dL/dℓ_θ(i) · ∇ℓ_θ(i), a sum over its |y_i| tokens, so
-// its share of the step is |dL/dℓ_θ(i)|·|y_i| over the batch's total.
-inline double forget2_share(const std::vector<sl::RowReport>& rows, const std::vector<std::size_t>& indices,
-                            std::size_t forget1_size) {
-    double forget2 = 0.0, total = 0.0;
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-        const double power = std::abs(rows[i].weight) * static_cast<double>(rows[i].length);
-        total += power;
-        if (indices[i] >= forget1_size) forget2 += power;
-    }
-    return total > 0.0 ? forget2 / total : 0.0;
-}
 
 // The retrained model as the reference of the evaluation, with the test splits.
 class Evaluator {
@@ -227,8 +237,8 @@ Trajectory unlearn(const Model& original, const Objective& objective, const Sour
     // The loop's batch order, replayed to tell which rows of a step are forget2's.
     simnpo::train::DataOrder order(forget.size(), retain.size(), options.batch_size, options.seed);
     simnpo::train::EvaluateEvery share(1, [&](const simnpo::train::StepInfo& info) {
-        t.forget2_share.push_back(
-            forget2_share(info.report->forget_rows, order.forget_batch(info.step - 1), sources.forget1.train.size()));
+        t.allocation.push_back(
+            allocation(info.report->forget_rows, order.forget_batch(info.step - 1), sources.forget1.train.size()));
     });
     simnpo::train::EvaluateEvery evaluate(s.eval_every, [&](const simnpo::train::StepInfo& info) {
         evaluator.record(model, info.step, t);  // also at the last step
