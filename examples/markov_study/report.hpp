@@ -3,10 +3,10 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <cmath>
 #include <limits>
 #include <optional>
 #include <string>
@@ -143,7 +143,8 @@ inline std::vector<std::filesystem::path> plot(const std::vector<Scenario>& scen
         }
         simnpo::write_file_atomic(data, table);
 
-        // Colour by forget loss, solid without a retain term, dashed with NLL.
+        // Colour by forget loss, solid without a retain term, dashed with NLL
+        // (run_methods' order: GA, NPO, SimNPO, then each + NLL).
         std::string styles;
         const char* colours[] = {"#7f7f7f", "#1f77b4", "#d62728"};
         for (int i = 0; i < 6; ++i)

@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -133,9 +132,10 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
                                 {"data", s.data_json()},
                                 {"model", s.model_json()},
                                 {"training", s.training_json()}};
+    std::uint64_t fnv1a = 0xcbf29ce484222325ull;  // a hash that is the same in every build
+    for (const unsigned char c : key.dump()) fnv1a = (fnv1a ^ c) * 0x100000001b3ull;
     char hash[17];
-    std::snprintf(hash, sizeof hash, "%016llx",
-                  static_cast<unsigned long long>(std::hash<std::string>{}(key.dump())));
+    std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a));
     const std::filesystem::path dir = cache / (name + "-" + hash);
     if (std::filesystem::exists(dir / "config.json")) {
         Model model = simnpo::model::load<simnpo::cpu, float>(dir);
