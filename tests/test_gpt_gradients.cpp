@@ -159,3 +159,32 @@ BOOST_AUTO_TEST_CASE(named_views_address_the_slabs) {
     BOOST_TEST(model.param("wte.weight").size() == 13u * 8u);
     BOOST_CHECK_THROW(model.param("h.2.ln_1.weight"), simnpo::Error);
 }
+
+BOOST_AUTO_TEST_CASE(layernorm_gradients_do_not_depend_on_the_thread_count) {
+    // Float rows and an accumulating store: per-thread partial sums added in
+    // whatever order threads finish would round differently from run to run.
+    namespace cpu = simnpo::backend::cpu;
+    const std::int64_t N = 300, C = 24;  // several blocks of rows
+    const auto size = [](std::int64_t n) { return static_cast<std::size_t>(n); };
+    simnpo::Rng rng(5);
+    const auto draw = [&](std::size_t n) {
+        std::vector<float> v(n);
+        for (auto& x : v) x = static_cast<float>(rng.normal(0.0, 1.0));
+        return v;
+    };
+    const auto inp = draw(size(N * C)), dout = draw(size(N * C)), weight = draw(size(C)), bias = draw(size(C));
+    std::vector<float> out(size(N * C)), mean(size(N)), rstd(size(N));
+    cpu::layernorm_forward(cpu::Tag{}, out.data(), mean.data(), rstd.data(), inp.data(), weight.data(), bias.data(),
+                           N, C, 1e-5);
+    const auto backward = [&](int threads) {
+        simnpo::set_threads(threads);
+        std::vector<float> grads(size(N * C + 2 * C), 0.25f);  // dinp, dweight, dbias, accumulated into
+        cpu::layernorm_backward(cpu::Tag{}, grads.data(), grads.data() + N * C, grads.data() + N * C + C, dout.data(),
+                                inp.data(), weight.data(), mean.data(), rstd.data(), N, C,
+                                simnpo::GradStore::accumulate);
+        return grads;
+    };
+    const auto one = backward(1);
+    for (const int threads : {2, 3, 1, 2}) BOOST_TEST((backward(threads) == one));
+    simnpo::set_threads(2);
+}

@@ -1,6 +1,7 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "simnpo/backend/cpu/common.hpp"
@@ -26,36 +27,44 @@ void layernorm_forward(Tag, S* out, S* mean, S* rstd, const S* inp, const S* wei
 }
 
 // Accumulates dinp [N, C] from dout [N, C]; stores (per `store`) dweight [C] and dbias [C].
+// The weight and bias gradients are summed over fixed blocks of rows whose
+// partial sums are added in block order, so the result does not depend on the
+// thread count or on which thread finishes first.
 template <class S>
 void layernorm_backward(Tag, S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
                         const S* mean, const S* rstd, std::int64_t N, std::int64_t C, GradStore store) {
-    if (store == GradStore::overwrite) {
-        ArrayMap<S>(dweight, C).setZero();
-        ArrayMap<S>(dbias, C).setZero();
-    }
-#pragma omp parallel
-    {
-        // Per-thread partial sums keep the weight and bias gradients race-free.
-        Eigen::Array<S, Eigen::Dynamic, 1> dweight_part = Eigen::Array<S, Eigen::Dynamic, 1>::Zero(C);
-        Eigen::Array<S, Eigen::Dynamic, 1> dbias_part = Eigen::Array<S, Eigen::Dynamic, 1>::Zero(C);
+    constexpr std::int64_t block = 64;
+    const std::int64_t blocks = (N + block - 1) / block;
+    // Per block: C weight-gradient partials, then C bias-gradient partials.
+    Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic> parts(2 * C, blocks);
+    parallel_chunks(blocks, [&](std::int64_t first, std::int64_t last) {
         Eigen::Array<S, Eigen::Dynamic, 1> xhat(C), dnorm(C);
         const ConstArrayMap<S> w(weight, C);
-#pragma omp for schedule(static)
-        for (std::int64_t n = 0; n < N; ++n) {
-            const ConstArrayMap<S> dy(dout + n * C, C);
-            xhat = (ConstArrayMap<S>(inp + n * C, C) - mean[n]) * rstd[n];
-            dnorm = dy * w;
-            const S dnorm_mean = dnorm.mean();
-            const S dnorm_xhat_mean = (dnorm * xhat).mean();
-            ArrayMap<S>(dinp + n * C, C) += rstd[n] * (dnorm - dnorm_mean - xhat * dnorm_xhat_mean);
-            dweight_part += dy * xhat;
-            dbias_part += dy;
+        for (std::int64_t b = first; b < last; ++b) {
+            auto dweight_part = parts.col(b).head(C);
+            auto dbias_part = parts.col(b).tail(C);
+            dweight_part.setZero();
+            dbias_part.setZero();
+            for (std::int64_t n = b * block; n < std::min(N, (b + 1) * block); ++n) {
+                const ConstArrayMap<S> dy(dout + n * C, C);
+                xhat = (ConstArrayMap<S>(inp + n * C, C) - mean[n]) * rstd[n];
+                dnorm = dy * w;
+                const S dnorm_mean = dnorm.mean();
+                const S dnorm_xhat_mean = (dnorm * xhat).mean();
+                ArrayMap<S>(dinp + n * C, C) += rstd[n] * (dnorm - dnorm_mean - xhat * dnorm_xhat_mean);
+                dweight_part += dy * xhat;
+                dbias_part += dy;
+            }
         }
-#pragma omp critical
-        {
-            ArrayMap<S>(dweight, C) += dweight_part;
-            ArrayMap<S>(dbias, C) += dbias_part;
-        }
+    });
+    ArrayMap<S> dw(dweight, C), db(dbias, C);
+    if (store == GradStore::overwrite) {
+        dw.setZero();
+        db.setZero();
+    }
+    for (std::int64_t b = 0; b < blocks; ++b) {
+        dw += parts.col(b).head(C);
+        db += parts.col(b).tail(C);
     }
 }
 
