@@ -88,7 +88,7 @@ int run(const std::vector<std::string>& words) {
     }
 
     simnpo::write_file_atomic(out / "results.json", study::to_json(scenarios, settings).dump(1) + "\n");
-    std::string table = study::table(scenarios, settings.retain_budget);
+    const std::string table = study::table(scenarios, settings.retain_budget);
     simnpo::write_file_atomic(out / "table.txt", table);
     std::fputs(table.c_str(), stdout);
     const auto pictures = study::plot(scenarios, out, log);
