@@ -9,6 +9,8 @@
 #include <simnpo.hpp>
 
 #include "args.hpp"
+#include "device.hpp"
+#include "logprobs.hpp"
 #include "training.hpp"
 
 namespace {
@@ -24,6 +26,8 @@ commands:
   train      fine-tune a model on examples (token-mean NLL)
   unlearn    unlearn a forget set (ga, npo, simnpo, dpo; retain none, nll, kl)
 
+logprobs, train and unlearn take --device cpu|cuda (default cpu).
+
 Run 'simnpo <command> --help' for the flags of a command.
 )";
 
@@ -37,20 +41,6 @@ N(0, 0.02/sqrt(2 n_layer)), LayerNorm weights 1, biases 0).
                      n_head (required), layer_norm_epsilon (default 1e-5)
   --out DIR          the model directory to write (created if needed)
   --seed S           random seed, a non-negative integer (default 0)
-)";
-
-constexpr const char* logprobs_usage = R"(usage: simnpo logprobs --model DIR --data D.jsonl --out O.jsonl [flags]
-
-For each example of D.jsonl ({"prompt_ids": [...], "answer_ids": [...]} per line)
-writes one line to O.jsonl, in order: {"logprob": l, "n_tokens": n}, where l is
-the sum of log pi(y_t | x, y_<t) over the n answer tokens.
-
-  --model DIR        model directory (config.json + model.safetensors)
-  --data D.jsonl     examples (JSON Lines, or a JSON array)
-  --out O.jsonl      output file, written atomically
-  --batch-size N     examples per forward pass (default 16)
-  --dtype T          float or double arithmetic (default float)
-  --threads N        CPU threads (default: all)
 )";
 
 int run_init(const std::vector<std::string>& words) {
@@ -69,41 +59,6 @@ int run_init(const std::vector<std::string>& words) {
     return 0;
 }
 
-template <class Scalar>
-std::string score(const fs::path& model_dir, const fs::path& data_path, std::size_t batch_size) {
-    auto model = simnpo::model::load<simnpo::cpu, Scalar>(model_dir);
-    const auto examples = simnpo::data::read_jsonl(data_path, model.config());
-    std::string lines;
-    for (std::size_t first = 0; first < examples.size(); first += batch_size) {
-        const auto chunk = std::span(examples).subspan(first, std::min(batch_size, examples.size() - first));
-        model.forward(simnpo::data::make_batch(chunk));
-        const auto sums = model.sequence_logprobs();
-        for (std::size_t b = 0; b < chunk.size(); ++b) {
-            const nlohmann::json line = {{"logprob", sums[b]}, {"n_tokens", chunk[b].answer_ids.size()}};
-            lines += line.dump() + '\n';
-        }
-    }
-    return lines;
-}
-
-int run_logprobs(const std::vector<std::string>& words) {
-    const Args args("simnpo logprobs", words, {"--model", "--data", "--out", "--batch-size", "--dtype", "--threads"});
-    if (args.help()) {
-        std::cout << logprobs_usage;
-        return 0;
-    }
-    const fs::path model_dir = args.required("--model");
-    const fs::path data_path = args.required("--data");
-    const fs::path out = args.required("--out");
-    const auto batch_size = static_cast<std::size_t>(args.integer("--batch-size", 16, 1, 1 << 20));
-    const std::string dtype = args.choice("--dtype", "float", {"float", "double"});
-    if (args.has("--threads")) simnpo::set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
-    const std::string lines = dtype == "float" ? score<float>(model_dir, data_path, batch_size)
-                                               : score<double>(model_dir, data_path, batch_size);
-    simnpo::write_file_atomic(out, lines);
-    return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,9 +70,11 @@ int main(int argc, char** argv) {
     const std::vector<std::string> rest(words.begin() + 1, words.end());
     try {
         if (words[0] == "init") return run_init(rest);
-        if (words[0] == "logprobs") return run_logprobs(rest);
-        if (words[0] == "train") return simnpo::cli::run_train(rest);
-        if (words[0] == "unlearn") return simnpo::cli::run_unlearn(rest);
+        const bool known = words[0] == "logprobs" || words[0] == "train" || words[0] == "unlearn";
+        if (known && simnpo::cli::device_flag(rest) == "cuda") return simnpo::cli::run_on_cuda(words[0], rest);
+        if (words[0] == "logprobs") return simnpo::cli::run_logprobs<simnpo::cpu>(rest);
+        if (words[0] == "train") return simnpo::cli::run_train<simnpo::cpu>(rest);
+        if (words[0] == "unlearn") return simnpo::cli::run_unlearn<simnpo::cpu>(rest);
         std::cerr << "simnpo: unknown command '" << words[0] << "' (see simnpo --help)\n";
         return 2;
     } catch (const simnpo::Error& error) {

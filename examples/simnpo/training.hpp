@@ -35,6 +35,7 @@ training flags:
   --save-every N           a checkpoint every N steps, as OUT/checkpoint-<step> (default 0: none)
   --resume CKPT            continue from a checkpoint directory, exactly, with the same data and flags
   --log FILE               one JSON line per step (appended to when resuming)
+  --device cpu|cuda        where to compute (default cpu; cuda needs a GPU and a CUDA build)
 )";
 
 constexpr const char* train_usage = R"(usage: simnpo train --model DIR --data D.jsonl --out DIR2 (--steps N | --epochs E) [flags]
@@ -71,7 +72,7 @@ namespace detail {
 inline const std::set<std::string> training_valued = {
     "--model", "--out", "--steps", "--epochs", "--batch-size", "--grad-accum", "--optimizer", "--lr",
     "--weight-decay", "--momentum", "--adam-beta1", "--adam-beta2", "--adam-eps", "--max-grad-norm",
-    "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--log"};
+    "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--log", "--device"};
 
 // The flags train and unlearn share, validated.
 struct Training {
@@ -104,6 +105,7 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
     if (args.has("--resume")) t.options.resume = args.required("--resume");
     if (args.has("--log")) t.log = args.required("--log");
     if (args.has("--threads")) set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
+    args.choice("--device", "cpu", {"cpu", "cuda"});  // validated here; main.cpp dispatches on it
 
     t.optimizer = args.choice("--optimizer", "adamw", {"adamw", "sgd"});
     const double lr = args.real("--lr", default_lr, 0.0, huge);
@@ -146,7 +148,9 @@ inline void report(const train::Summary& summary, const std::filesystem::path& o
 
 }  // namespace detail
 
-inline int run_train(const std::vector<std::string>& words) {
+// The commands run on the backend that --device chose (main.cpp dispatches on it).
+template <class Backend>
+int run_train(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert("--data");
     const Args args("simnpo train", words, valued);
@@ -156,7 +160,7 @@ inline int run_train(const std::vector<std::string>& words) {
     }
     const detail::Training t = detail::parse_training(args, 5e-5, "simnpo train");
     const std::filesystem::path data_path = args.required("--data");
-    auto model = model::load<cpu, float>(t.model_dir);
+    auto model = model::load<Backend, float>(t.model_dir);
     const auto examples = data::read_jsonl(data_path, model.config());
     loss::NoReference none;
     const auto summary = detail::run_loop(model, none, loss::Objective<loss::NLL>{}, t, examples, {});
@@ -165,7 +169,8 @@ inline int run_train(const std::vector<std::string>& words) {
     return 0;
 }
 
-inline int run_unlearn(const std::vector<std::string>& words) {
+template <class Backend>
+int run_unlearn(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert({"--forget", "--retain", "--forget-loss", "--retain-loss", "--beta", "--gamma", "--forget-weight",
                    "--retain-weight", "--reference", "--refusals"});
@@ -196,7 +201,8 @@ inline int run_unlearn(const std::vector<std::string>& words) {
     if (args.has("--reference") && !needs_reference)
         fail("simnpo unlearn: --reference applies to npo, dpo and kl only (", forget_loss, " and ", retain_loss, " use none)");
 
-    auto model = model::load<cpu, float>(t.model_dir);
+    using Model = model::Gpt<Backend, float>;
+    Model model = model::load<Backend, float>(t.model_dir);
     const auto forget = data::read_jsonl(args.required("--forget"), model.config());
     const auto retain = args.has("--retain") ? data::read_jsonl(args.required("--retain"), model.config())
                                              : std::vector<data::Example>{};
@@ -206,9 +212,9 @@ inline int run_unlearn(const std::vector<std::string>& words) {
     const auto run = [&](const auto& objective) {
         using Objective = std::remove_cvref_t<decltype(objective)>;
         if constexpr (Objective::needs_reference) {
-            std::optional<loss::FrozenReference<decltype(model)>> reference;
+            std::optional<loss::FrozenReference<Model>> reference;
             if (args.has("--reference")) {
-                const auto reference_model = model::load<cpu, float>(args.required("--reference"));
+                const auto reference_model = model::load<Backend, float>(args.required("--reference"));
                 if (reference_model.config().vocab_size != model.config().vocab_size)
                     fail(args.required("--reference"), ": the reference's vocabulary differs from the model's");
                 reference.emplace(reference_model);

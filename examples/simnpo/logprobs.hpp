@@ -1,0 +1,77 @@
+// `simnpo logprobs` (DESIGN §6): each example's answer log-likelihood under a model.
+#pragma once
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <simnpo.hpp>
+
+#include "args.hpp"
+
+namespace simnpo::cli {
+
+constexpr const char* logprobs_usage = R"(usage: simnpo logprobs --model DIR --data D.jsonl --out O.jsonl [flags]
+
+For each example of D.jsonl ({"prompt_ids": [...], "answer_ids": [...]} per line)
+writes one line to O.jsonl, in order: {"logprob": l, "n_tokens": n}, where l is
+the sum of log pi(y_t | x, y_<t) over the n answer tokens.
+
+  --model DIR        model directory (config.json + model.safetensors)
+  --data D.jsonl     examples (JSON Lines, or a JSON array)
+  --out O.jsonl      output file, written atomically
+  --batch-size N     examples per forward pass (default 16)
+  --dtype T          float or double arithmetic (default float)
+  --threads N        CPU threads (default: all)
+  --device cpu|cuda  where to compute (default cpu; cuda computes in float)
+)";
+
+template <class Backend, class Scalar>
+std::string score(const std::filesystem::path& model_dir, const std::filesystem::path& data_path,
+                  std::size_t batch_size) {
+    auto model = simnpo::model::load<Backend, Scalar>(model_dir);
+    const auto examples = simnpo::data::read_jsonl(data_path, model.config());
+    std::string lines;
+    for (std::size_t first = 0; first < examples.size(); first += batch_size) {
+        const auto chunk = std::span(examples).subspan(first, std::min(batch_size, examples.size() - first));
+        model.forward(simnpo::data::make_batch(chunk));
+        const auto sums = model.sequence_logprobs();
+        for (std::size_t b = 0; b < chunk.size(); ++b) {
+            const nlohmann::json line = {{"logprob", sums[b]}, {"n_tokens", chunk[b].answer_ids.size()}};
+            lines += line.dump() + '\n';
+        }
+    }
+    return lines;
+}
+
+template <class Backend>
+int run_logprobs(const std::vector<std::string>& words) {
+    const Args args("simnpo logprobs", words,
+                    {"--model", "--data", "--out", "--batch-size", "--dtype", "--threads", "--device"});
+    if (args.help()) {
+        std::cout << logprobs_usage;
+        return 0;
+    }
+    const std::filesystem::path model_dir = args.required("--model");
+    const std::filesystem::path data_path = args.required("--data");
+    const std::filesystem::path out = args.required("--out");
+    const auto batch_size = static_cast<std::size_t>(args.integer("--batch-size", 16, 1, 1 << 20));
+    const std::string dtype = args.choice("--dtype", "float", {"float", "double"});
+    const bool on_gpu = args.choice("--device", "cpu", {"cpu", "cuda"}) == "cuda";
+    if (on_gpu && dtype == "double") fail("simnpo logprobs: --device cuda computes in float (drop --dtype double)");
+    if (args.has("--threads")) simnpo::set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
+    std::string lines;
+    if constexpr (std::is_same_v<Backend, simnpo::cpu>)
+        lines = dtype == "float" ? score<Backend, float>(model_dir, data_path, batch_size)
+                                 : score<Backend, double>(model_dir, data_path, batch_size);
+    else
+        lines = score<Backend, float>(model_dir, data_path, batch_size);
+    simnpo::write_file_atomic(out, lines);
+    return 0;
+}
+
+}  // namespace simnpo::cli

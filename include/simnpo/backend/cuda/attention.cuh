@@ -1,0 +1,150 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <cmath>
+#include <cstdint>
+
+#include "simnpo/backend/cuda/common.cuh"
+#include "simnpo/backend/cuda/layernorm.cuh"
+#include "simnpo/backend/cuda/matmul.cuh"
+
+namespace simnpo::backend::cuda {
+
+// Causal multi-head attention as batched products over the B·H heads: queries,
+// keys and values are first laid out head by head, [B, H, T, D], so that each
+// product is one strided-batched cuBLASLt call. Unlike the CPU backend, which
+// computes each row's first lengths[b] positions only, the products cover all
+// T positions and padding is masked instead: att rows of padded queries are
+// zero (so are their outputs and gradients), and keys after the query are zero
+// by causality. The masked half of each product is computed and thrown away,
+// as in eager PyTorch.
+
+// heads [B, H, T, D] = x [B, T, H·D] whose rows are `stride` apart (3C: one of q, k, v inside qkv).
+template <class S>
+__global__ void split_heads_kernel(S* heads, const S* x, std::int64_t T, std::int64_t H, std::int64_t D,
+                                   std::int64_t stride, std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) {
+        const std::int64_t d = i % D, t = (i / D) % T, h = (i / (D * T)) % H, b = i / (D * T * H);
+        heads[i] = x[(b * T + t) * stride + h * D + d];
+    }
+}
+
+// The way back: x [B, T, H·D] (rows `stride` apart) = or += heads [B, H, T, D].
+template <class S>
+__global__ void merge_heads_kernel(S* x, const S* heads, std::int64_t T, std::int64_t H, std::int64_t D,
+                                   std::int64_t stride, bool accumulate, std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) {
+        const std::int64_t d = i % D, t = (i / D) % T, h = (i / (D * T)) % H, b = i / (D * T * H);
+        S& target = x[(b * T + t) * stride + h * D + d];
+        target = accumulate ? target + heads[i] : heads[i];
+    }
+}
+
+// att [B, H, T, T]: row i of head (b, h), one warp per row, becomes the
+// softmax over keys j <= i of its scores, zero beyond; zero throughout for a
+// padded query (i >= lengths[b]).
+template <class S>
+__global__ void causal_softmax_kernel(S* att, const std::int64_t* lengths, std::int64_t B, std::int64_t H,
+                                      std::int64_t T) {
+    const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= B * H * T) return;
+    const std::int64_t i = row % T, b = row / (H * T);
+    S* p = att + row * T;
+    if (i >= lengths[b]) {
+        for (std::int64_t j = lane; j < T; j += 32) p[j] = 0;
+        return;
+    }
+    S row_max = -INFINITY;
+    for (std::int64_t j = lane; j <= i; j += 32) row_max = max(row_max, p[j]);
+    for (int offset = 16; offset > 0; offset /= 2) row_max = max(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+    S sum = 0;
+    for (std::int64_t j = lane; j <= i; j += 32) {
+        const S e = exp(p[j] - row_max);
+        p[j] = e;
+        sum += e;
+    }
+    const S inverse = S{1} / warp_sum(sum);
+    for (std::int64_t j = lane; j < T; j += 32) p[j] = j <= i ? p[j] * inverse : S{0};
+}
+
+// The softmax's backward in place: dscores = scale · P ∘ (dP − rowsum(P ∘ dP)),
+// with P = att and dP = datt [B, H, T, T]; one warp per row.
+template <class S>
+__global__ void softmax_backward_kernel(S* datt, const S* att, std::int64_t rows, std::int64_t T, S scale) {
+    const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const S* p = att + row * T;
+    S* dp = datt + row * T;
+    S dot = 0;
+    for (std::int64_t j = lane; j < T; j += 32) dot += p[j] * dp[j];
+    dot = warp_sum(dot);
+    for (std::int64_t j = lane; j < T; j += 32) dp[j] = scale * p[j] * (dp[j] - dot);
+}
+
+// The CPU backend's attention_forward (simnpo/backend/cpu/attention.hpp), same buffers:
+//   out [B, T, C], att [B, H, T, T] (here every row in full, zeros where masked), qkv [B, T, 3C].
+template <class S>
+void attention_forward(Tag tag, S* out, S* att, const S* qkv, const std::int64_t* lengths, std::int64_t B,
+                       std::int64_t T, std::int64_t C, std::int64_t H) {
+    require_float<S>();
+    const std::int64_t D = C / H, n = B * T * C;
+    auto* q = static_cast<S*>(Context::get().scratch(static_cast<std::size_t>(4 * n) * sizeof(S)));
+    S *k = q + n, *v = k + n, *y = v + n;
+    for (int part = 0; part < 3; ++part) {
+        split_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(q + part * n, qkv + part * C, T, H, D, 3 * C, n);
+        SIMNPO_CUDA_LAUNCHED("split_heads_kernel");
+    }
+    const int heads = static_cast<int>(B * H);
+    // scores = q · kᵀ / √D, head by head
+    gemm(tag, {.transpose_b = true, .M = T, .N = T, .K = D, .A = q, .lda = D, .B = k, .ldb = D, .C = att, .ldc = T,
+               .batch = heads, .stride_a = T * D, .stride_b = T * D, .stride_c = T * T,
+               .alpha = 1.0f / std::sqrt(static_cast<float>(D))});
+    causal_softmax_kernel<<<grid_for(B * H * T, warps_per_block), block_threads, 0, stream()>>>(att, lengths, B, H, T);
+    SIMNPO_CUDA_LAUNCHED("causal_softmax_kernel");
+    gemm(tag, {.M = T, .N = D, .K = T, .A = att, .lda = T, .B = v, .ldb = D, .C = y, .ldc = D, .batch = heads,
+               .stride_a = T * T, .stride_b = T * D, .stride_c = T * D});
+    merge_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(out, y, T, H, D, C, false, n);
+    SIMNPO_CUDA_LAUNCHED("merge_heads_kernel");
+}
+
+// Accumulates dqkv [B, T, 3C] from dout [B, T, C], given the forward's qkv and att.
+template <class S>
+void attention_backward(Tag tag, S* dqkv, const S* dout, const S* qkv, const S* att, const std::int64_t* lengths,
+                        std::int64_t B, std::int64_t T, std::int64_t C, std::int64_t H) {
+    require_float<S>();
+    (void)lengths;  // padding is already in att: its zero rows and columns stop the gradient
+    const std::int64_t D = C / H, n = B * T * C;
+    const std::size_t bytes = static_cast<std::size_t>(7 * n + B * H * T * T) * sizeof(S);
+    auto* q = static_cast<S*>(Context::get().scratch(bytes));
+    S *k = q + n, *v = k + n, *dy = v + n, *dq = dy + n, *dk = dq + n, *dv = dk + n, *datt = dv + n;
+    for (int part = 0; part < 3; ++part) {
+        split_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(q + part * n, qkv + part * C, T, H, D, 3 * C, n);
+        SIMNPO_CUDA_LAUNCHED("split_heads_kernel");
+    }
+    split_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(dy, dout, T, H, D, C, n);
+    SIMNPO_CUDA_LAUNCHED("split_heads_kernel");
+    const int heads = static_cast<int>(B * H);
+    const std::int64_t TD = T * D, TT = T * T;
+    // dv = attᵀ · dy, datt = dy · vᵀ
+    gemm(tag, {.transpose_a = true, .M = T, .N = D, .K = T, .A = att, .lda = T, .B = dy, .ldb = D, .C = dv, .ldc = D,
+               .batch = heads, .stride_a = TT, .stride_b = TD, .stride_c = TD});
+    gemm(tag, {.transpose_b = true, .M = T, .N = T, .K = D, .A = dy, .lda = D, .B = v, .ldb = D, .C = datt, .ldc = T,
+               .batch = heads, .stride_a = TD, .stride_b = TD, .stride_c = TT});
+    softmax_backward_kernel<<<grid_for(B * H * T, warps_per_block), block_threads, 0, stream()>>>(
+        datt, att, B * H * T, T, 1.0f / std::sqrt(static_cast<float>(D)));
+    SIMNPO_CUDA_LAUNCHED("softmax_backward_kernel");
+    // dq = dscores · k, dk = dscoresᵀ · q
+    gemm(tag, {.M = T, .N = D, .K = T, .A = datt, .lda = T, .B = k, .ldb = D, .C = dq, .ldc = D, .batch = heads,
+               .stride_a = TT, .stride_b = TD, .stride_c = TD});
+    gemm(tag, {.transpose_a = true, .M = T, .N = D, .K = T, .A = datt, .lda = T, .B = q, .ldb = D, .C = dk, .ldc = D,
+               .batch = heads, .stride_a = TT, .stride_b = TD, .stride_c = TD});
+    for (int part = 0; part < 3; ++part) {
+        merge_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(dqkv + part * C, dq + part * n, T, H, D, 3 * C,
+                                                                        true, n);
+        SIMNPO_CUDA_LAUNCHED("merge_heads_kernel");
+    }
+}
+
+}  // namespace simnpo::backend::cuda

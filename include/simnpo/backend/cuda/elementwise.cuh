@@ -1,0 +1,144 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <cstdint>
+
+#include "simnpo/backend/cuda/common.cuh"
+#include "simnpo/core/grad_store.hpp"
+
+namespace simnpo::backend::cuda {
+
+// The kernels of simnpo/backend/cpu/elementwise.hpp, with the same signatures and meaning.
+
+inline constexpr float gelu_scale = 0.7978845608028654f;  // √(2/π)
+
+template <class S>
+__global__ void gelu_forward_kernel(S* out, const S* inp, std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) {
+        const S x = inp[i];
+        out[i] = S{0.5} * x * (S{1} + tanh(S{gelu_scale} * (x + S{0.044715} * x * x * x)));
+    }
+}
+
+template <class S>
+__global__ void gelu_backward_kernel(S* dinp, const S* dout, const S* inp, std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) {
+        const S x = inp[i];
+        const S th = tanh(S{gelu_scale} * (x + S{0.044715} * x * x * x));
+        const S local = S{0.5} * (S{1} + th) +
+                        S{0.5} * x * (S{1} - th * th) * S{gelu_scale} * (S{1} + S{3 * 0.044715} * x * x);
+        dinp[i] = dout[i] * local;
+    }
+}
+
+template <class S>
+__global__ void residual_add_kernel(S* out, const S* inp, std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) out[i] += inp[i];
+}
+
+template <class S>
+__global__ void encoder_forward_kernel(S* out, const std::int32_t* tokens, const S* wte, const S* wpe, std::int64_t T,
+                                       std::int64_t C, std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) {
+        const std::int64_t bt = i / C, c = i % C;
+        out[i] = wte[static_cast<std::int64_t>(tokens[bt]) * C + c] + wpe[(bt % T) * C + c];
+    }
+}
+
+// Two positions may hold the same token: their rows of dwte meet in atomicAdd.
+template <class S>
+__global__ void encoder_backward_wte_kernel(S* dwte, const S* dout, const std::int32_t* tokens, std::int64_t C,
+                                            std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) atomicAdd(dwte + static_cast<std::int64_t>(tokens[i / C]) * C + i % C, dout[i]);
+}
+
+// dwpe [P, C]: position t sums its B rows in order (no atomics: run-to-run identical);
+// positions t >= T get nothing, or zero when overwriting.
+template <class S>
+__global__ void encoder_backward_wpe_kernel(S* dwpe, const S* dout, std::int64_t B, std::int64_t T, std::int64_t C,
+                                            std::int64_t P, bool accumulate) {
+    SIMNPO_GRID_LOOP(i, P * C) {
+        const std::int64_t t = i / C, c = i % C;
+        if (t >= T) {
+            if (!accumulate) dwpe[i] = 0;
+            continue;
+        }
+        S sum = 0;
+        for (std::int64_t b = 0; b < B; ++b) sum += dout[(b * T + t) * C + c];
+        dwpe[i] = accumulate ? dwpe[i] + sum : sum;
+    }
+}
+
+template <class S>
+__global__ void gather_rows_kernel(S* out, const S* inp, const std::int64_t* rows, std::int64_t C, std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) out[i] = inp[rows[i / C] * C + i % C];
+}
+
+template <class S>
+__global__ void scatter_add_rows_kernel(S* out, const S* inp, const std::int64_t* rows, std::int64_t C,
+                                        std::int64_t n) {
+    SIMNPO_GRID_LOOP(i, n) out[rows[i / C] * C + i % C] += inp[i];
+}
+
+// GPT-2's tanh approximation: out = x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³))).
+template <class S>
+void gelu_forward(Tag, S* out, const S* inp, std::int64_t n) {
+    require_float<S>();
+    gelu_forward_kernel<<<grid_for(n), block_threads, 0, stream()>>>(out, inp, n);
+    SIMNPO_CUDA_LAUNCHED("gelu_forward_kernel");
+}
+
+// Writes dinp [n] = dout · gelu'(inp).
+template <class S>
+void gelu_backward(Tag, S* dinp, const S* dout, const S* inp, std::int64_t n) {
+    require_float<S>();
+    gelu_backward_kernel<<<grid_for(n), block_threads, 0, stream()>>>(dinp, dout, inp, n);
+    SIMNPO_CUDA_LAUNCHED("gelu_backward_kernel");
+}
+
+// out [n] += inp [n].
+template <class S>
+void residual_add(Tag, S* out, const S* inp, std::int64_t n) {
+    require_float<S>();
+    residual_add_kernel<<<grid_for(n), block_threads, 0, stream()>>>(out, inp, n);
+    SIMNPO_CUDA_LAUNCHED("residual_add_kernel");
+}
+
+// out [B·T, C] = wte[tokens] + wpe[position].
+template <class S>
+void encoder_forward(Tag, S* out, const std::int32_t* tokens, const S* wte, const S* wpe, std::int64_t B,
+                     std::int64_t T, std::int64_t C) {
+    require_float<S>();
+    encoder_forward_kernel<<<grid_for(B * T * C), block_threads, 0, stream()>>>(out, tokens, wte, wpe, T, C, B * T * C);
+    SIMNPO_CUDA_LAUNCHED("encoder_forward_kernel");
+}
+
+// From dout [B·T, C]: accumulates dwte [V, C]; stores (per `store`) dwpe [P, C].
+template <class S>
+void encoder_backward(Tag, S* dwte, S* dwpe, const S* dout, const std::int32_t* tokens, std::int64_t B,
+                      std::int64_t T, std::int64_t C, std::int64_t P, GradStore store) {
+    require_float<S>();
+    encoder_backward_wte_kernel<<<grid_for(B * T * C), block_threads, 0, stream()>>>(dwte, dout, tokens, C, B * T * C);
+    SIMNPO_CUDA_LAUNCHED("encoder_backward_wte_kernel");
+    encoder_backward_wpe_kernel<<<grid_for(P * C), block_threads, 0, stream()>>>(dwpe, dout, B, T, C, P,
+                                                                                store == GradStore::accumulate);
+    SIMNPO_CUDA_LAUNCHED("encoder_backward_wpe_kernel");
+}
+
+// out [N, C] = inp[rows[n]].
+template <class S>
+void gather_rows(Tag, S* out, const S* inp, const std::int64_t* rows, std::int64_t N, std::int64_t C) {
+    require_float<S>();
+    gather_rows_kernel<<<grid_for(N * C), block_threads, 0, stream()>>>(out, inp, rows, C, N * C);
+    SIMNPO_CUDA_LAUNCHED("gather_rows_kernel");
+}
+
+// out[rows[n]] += inp [N, C]; rows are distinct.
+template <class S>
+void scatter_add_rows(Tag, S* out, const S* inp, const std::int64_t* rows, std::int64_t N, std::int64_t C) {
+    require_float<S>();
+    scatter_add_rows_kernel<<<grid_for(N * C), block_threads, 0, stream()>>>(out, inp, rows, C, N * C);
+    SIMNPO_CUDA_LAUNCHED("scatter_add_rows_kernel");
+}
+
+}  // namespace simnpo::backend::cuda

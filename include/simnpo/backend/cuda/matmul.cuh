@@ -1,0 +1,203 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <cstdint>
+#include <cstddef>
+#include <type_traits>
+
+#include "simnpo/backend/cuda/common.cuh"
+#include "simnpo/core/grad_store.hpp"
+
+namespace simnpo::backend::cuda {
+
+// One matrix operand as cuBLASLt sees it: column-major rows x cols with leading
+// dimension ld, optionally a strided batch. Owns its layout descriptor.
+class LtLayout {
+public:
+    LtLayout(std::int64_t rows, std::int64_t cols, std::int64_t ld, int batch, std::int64_t batch_stride) {
+        SIMNPO_CUDA_CHECK(cublasLtMatrixLayoutCreate(&layout_, CUDA_R_32F, static_cast<std::uint64_t>(rows),
+                                                     static_cast<std::uint64_t>(cols), ld));
+        if (batch > 1) {
+            SIMNPO_CUDA_CHECK(cublasLtMatrixLayoutSetAttribute(layout_, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                                               sizeof(batch)));
+            SIMNPO_CUDA_CHECK(cublasLtMatrixLayoutSetAttribute(layout_, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                               &batch_stride, sizeof(batch_stride)));
+        }
+    }
+    LtLayout(const LtLayout&) = delete;
+    LtLayout& operator=(const LtLayout&) = delete;
+    ~LtLayout() { (void)cublasLtMatrixLayoutDestroy(layout_); }
+    cublasLtMatrixLayout_t get() const { return layout_; }
+
+private:
+    cublasLtMatrixLayout_t layout_ = nullptr;
+};
+
+// What one gemm() computes, in row-major terms (as the CPU backend's gemm):
+//   C [M, N] = op(A) · op(B)  (+ C when accumulate)  (+ bias [N] on every row)
+// op(A) is [M, K], op(B) [K, N]; row strides lda, ldb, ldc. With batch > 1, the
+// same for `batch` triples of matrices stride_a, stride_b, stride_c apart.
+struct Gemm {
+    bool accumulate = false, transpose_a = false, transpose_b = false;
+    std::int64_t M = 0, N = 0, K = 0;
+    const float* A = nullptr;
+    std::int64_t lda = 0;
+    const float* B = nullptr;
+    std::int64_t ldb = 0;
+    float* C = nullptr;
+    std::int64_t ldc = 0;
+    const float* bias = nullptr;
+    int batch = 1;
+    std::int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+    float alpha = 1.0f;
+};
+
+// The alignment in bytes (up to 256, cuBLASLt's default assumption) that a
+// matrix starting at `p`, and every matrix of its batch, has.
+inline std::uint32_t alignment_of(const void* p, std::int64_t batch_stride) {
+    const auto address = reinterpret_cast<std::uintptr_t>(p);
+    const auto stride = static_cast<std::uintptr_t>(batch_stride) * sizeof(float);
+    std::uint32_t alignment = 256;
+    while (alignment > 4 && (address % alignment != 0 || stride % alignment != 0)) alignment /= 2;
+    return alignment;
+}
+
+// Runs a Gemm through cuBLASLt. cuBLASLt is column-major, where a row-major
+// matrix reads as its transpose: it computes Cᵀ = op(B)ᵀ · op(A)ᵀ, which is C.
+inline void gemm(const Tag& tag, const Gemm& g) {
+    if (g.M == 0 || g.N == 0) return;
+    Context& context = Context::get();
+    const cublasComputeType_t compute = tag.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasLtMatmulDesc_t desc = nullptr;
+    SIMNPO_CUDA_CHECK(cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F));
+    struct DescGuard {
+        cublasLtMatmulDesc_t d;
+        ~DescGuard() { (void)cublasLtMatmulDescDestroy(d); }
+    } guard{desc};
+    const cublasOperation_t op_first = g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_second = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
+    SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
+    if (g.bias != nullptr) {
+        const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+        SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+        SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+    }
+    // Column-major shapes: the first operand is B as stored, the second A as stored.
+    const LtLayout first(g.transpose_b ? g.K : g.N, g.transpose_b ? g.N : g.K, g.ldb, g.batch, g.stride_b);
+    const LtLayout second(g.transpose_a ? g.M : g.K, g.transpose_a ? g.K : g.M, g.lda, g.batch, g.stride_a);
+    const LtLayout out(g.N, g.M, g.ldc, g.batch, g.stride_c);
+
+    cublasLtMatmulPreference_t preference = nullptr;
+    SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+    struct PreferenceGuard {
+        cublasLtMatmulPreference_t p;
+        ~PreferenceGuard() { (void)cublasLtMatmulPreferenceDestroy(p); }
+    } preference_guard{preference};
+    const std::size_t workspace = Context::workspace_bytes;
+    SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                           &workspace, sizeof(workspace)));
+    // Views into the slabs need not be 256-byte aligned, as the heuristic otherwise assumes.
+    const std::uint32_t alignments[4] = {alignment_of(g.B, g.stride_b), alignment_of(g.A, g.stride_a),
+                                         alignment_of(g.C, g.stride_c), alignment_of(g.C, g.stride_c)};
+    const cublasLtMatmulPreferenceAttributes_t alignment_attributes[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; ++i)
+        SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, alignment_attributes[i], &alignments[i],
+                                                               sizeof(alignments[i])));
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    SIMNPO_CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(context.blas(), desc, first.get(), second.get(), out.get(),
+                                                     out.get(), preference, 1, &heuristic, &found));
+    if (found == 0)
+        fail("cuBLASLt: no algorithm for a ", g.M, "x", g.N, "x", g.K, " product (batch ", g.batch, ")");
+    const float beta = g.accumulate ? 1.0f : 0.0f;
+    SIMNPO_CUDA_CHECK(cublasLtMatmul(context.blas(), desc, &g.alpha, g.B, first.get(), g.A, second.get(), &beta, g.C,
+                                     out.get(), g.C, out.get(), &heuristic.algo, context.workspace(), workspace,
+                                     context.stream()));
+}
+
+// Column sums of x [N, C], stored or added into out [C]: per-chunk partial
+// sums, then the chunks in order, so the result is the same on every run (an
+// atomicAdd's order is not). Kernels are templates, so that a header-only
+// library defines them once however many files include it.
+inline constexpr std::int64_t column_chunk_rows = 128;
+
+template <class S>
+__global__ void column_sums_partial_kernel(S* partial, const S* x, std::int64_t N, std::int64_t C, std::int64_t ld) {
+    const std::int64_t c = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const std::int64_t chunk = blockIdx.y;
+    if (c >= C) return;
+    const std::int64_t first = chunk * column_chunk_rows, last = min(N, first + column_chunk_rows);
+    S sum = 0;
+    for (std::int64_t n = first; n < last; ++n) sum += x[n * ld + c];
+    partial[chunk * C + c] = sum;
+}
+
+template <class S>
+__global__ void column_sums_finish_kernel(S* out, const S* partial, std::int64_t chunks, std::int64_t C,
+                                          bool accumulate) {
+    const std::int64_t c = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    S sum = 0;
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[chunk * C + c];
+    out[c] = accumulate ? out[c] + sum : sum;
+}
+
+template <class S>
+void column_sums(S* out, const S* x, std::int64_t N, std::int64_t C, bool accumulate) {
+    const std::int64_t chunks = (N + column_chunk_rows - 1) / column_chunk_rows;
+    auto* partial = static_cast<S*>(Context::get().scratch(static_cast<std::size_t>(chunks * C) * sizeof(S)));
+    const dim3 grid(grid_for(C), static_cast<unsigned>(chunks));
+    column_sums_partial_kernel<S><<<grid, block_threads, 0, stream()>>>(partial, x, N, C, C);
+    SIMNPO_CUDA_LAUNCHED("column_sums_partial_kernel");
+    column_sums_finish_kernel<S><<<grid_for(C), block_threads, 0, stream()>>>(out, partial, chunks, C, accumulate);
+    SIMNPO_CUDA_LAUNCHED("column_sums_finish_kernel");
+}
+
+// The kernels below have the CPU backend's signatures and meaning
+// (simnpo/backend/cpu/matmul.hpp).
+
+// out [N, OC] = inp [N, IC] · weight [IC, OC] + bias [OC] (bias may be null).
+template <class S>
+void matmul_forward(Tag tag, S* out, const S* inp, const S* weight, const std::type_identity_t<S>* bias,
+                    std::int64_t N, std::int64_t IC, std::int64_t OC) {
+    require_float<S>();
+    gemm(tag, {.M = N, .N = OC, .K = IC, .A = inp, .lda = IC, .B = weight, .ldb = OC, .C = out, .ldc = OC,
+               .bias = bias});
+}
+
+// Writes dinp [N, IC] = dout · weightᵀ; stores (per `store`) dweight [IC, OC] =
+// inpᵀ · dout and dbias [OC] = column sums of dout (dbias may be null).
+template <class S>
+void matmul_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, const S* dout, const S* inp,
+                     const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC, GradStore store) {
+    require_float<S>();
+    const bool accumulate = store == GradStore::accumulate;
+    gemm(tag, {.transpose_b = true, .M = N, .N = IC, .K = OC, .A = dout, .lda = OC, .B = weight, .ldb = OC,
+               .C = dinp, .ldc = IC});
+    gemm(tag, {.accumulate = accumulate, .transpose_a = true, .M = IC, .N = OC, .K = N, .A = inp, .lda = IC,
+               .B = dout, .ldb = OC, .C = dweight, .ldc = OC});
+    if (dbias != nullptr) column_sums(dbias, dout, N, OC, accumulate);
+}
+
+// The tied LM head: logits [N, V] = inp [N, C] · wteᵀ, wte [V, C].
+template <class S>
+void lm_head_forward(Tag tag, S* logits, const S* inp, const S* wte, std::int64_t N, std::int64_t C, std::int64_t V) {
+    require_float<S>();
+    gemm(tag, {.transpose_b = true, .M = N, .N = V, .K = C, .A = inp, .lda = C, .B = wte, .ldb = C, .C = logits,
+               .ldc = V});
+}
+
+// Writes dinp [N, C] = dlogits · wte; stores (per `store`) dwte [V, C] = dlogitsᵀ · inp.
+template <class S>
+void lm_head_backward(Tag tag, S* dinp, S* dwte, const S* dlogits, const S* inp, const S* wte, std::int64_t N,
+                      std::int64_t C, std::int64_t V, GradStore store) {
+    require_float<S>();
+    gemm(tag, {.M = N, .N = C, .K = V, .A = dlogits, .lda = V, .B = wte, .ldb = C, .C = dinp, .ldc = C});
+    gemm(tag, {.accumulate = store == GradStore::accumulate, .transpose_a = true, .M = V, .N = C, .K = N,
+               .A = dlogits, .lda = V, .B = inp, .ldb = C, .C = dwte, .ldc = C});
+}
+
+}  // namespace simnpo::backend::cuda
