@@ -39,7 +39,8 @@ double step_flops(std::int64_t scored) {
     return 3 * (L * blocks + head);
 }
 
-void step(benchmark::State& state, bool tf32) {
+// The whole step or, with `forward_only`, the forward pass alone (to split the time).
+void step(benchmark::State& state, bool tf32, bool forward_only = false) {
     GpuModel model(gpt2_small, simnpo::cuda{.tf32 = tf32});
     simnpo::model::init_gpt2(model, 1);
     const auto batch = full_batch();
@@ -50,6 +51,7 @@ void step(benchmark::State& state, bool tf32) {
                                      -1.0f / static_cast<float>(model.scored_count()));
     const auto run = [&] {
         model.forward(batch);
+        if (forward_only) return simnpo::backend::cuda::Context::get().synchronize();
         model.backward(weights, simnpo::GradStore::overwrite);
         const double norm = simnpo::optim::grad_norm(model);
         optimizer.step(model, optimizer_state, 1e-4, simnpo::optim::clip_coefficient<float>(norm, 1.0));
@@ -59,7 +61,7 @@ void step(benchmark::State& state, bool tf32) {
     for (auto _ : state) run();
     const double tokens = static_cast<double>(batch_rows * positions);
     state.counters["tokens_per_s"] = benchmark::Counter(tokens, benchmark::Counter::kIsIterationInvariantRate);
-    state.counters["TFLOPs"] = benchmark::Counter(step_flops(model.scored_count()) * 1e-12,
+    state.counters["TFLOPs"] = benchmark::Counter(step_flops(model.scored_count()) * (forward_only ? 1e-12 / 3 : 1e-12),
                                                   benchmark::Counter::kIsIterationInvariantRate);
     std::size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
@@ -68,6 +70,8 @@ void step(benchmark::State& state, bool tf32) {
 
 void step_fp32(benchmark::State& state) { step(state, false); }
 void step_tf32(benchmark::State& state) { step(state, true); }
+void forward_fp32(benchmark::State& state) { step(state, false, true); }
+void forward_tf32(benchmark::State& state) { step(state, true, true); }
 
 // The GPU's matrix rate through the model's own product path: n×n×n products.
 void matmul(benchmark::State& state, bool tf32) {
@@ -92,6 +96,8 @@ void matmul_tf32(benchmark::State& state) { matmul(state, true); }
 
 BENCHMARK(step_fp32)->Name("cuda/gpt2_small/step/fp32")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(step_tf32)->Name("cuda/gpt2_small/step/tf32")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(forward_fp32)->Name("cuda/gpt2_small/forward/fp32")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(forward_tf32)->Name("cuda/gpt2_small/forward/tf32")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(matmul_fp32)->Name("cuda/matmul_8192/fp32")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(matmul_tf32)->Name("cuda/matmul_8192/tf32")->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -146,6 +146,25 @@ BOOST_AUTO_TEST_CASE(every_parameter_gradient_matches) {
                   1e-4, "gradient");
 }
 
+BOOST_AUTO_TEST_CASE(long_rows_match) {
+    // Rows up to GPT-2's 1024 positions: the attention kernels' widest register tiles.
+    const simnpo::model::Config config{.vocab_size = 101, .n_positions = 1024, .n_embd = 32, .n_layer = 1, .n_head = 2};
+    CpuModel cpu = random_model(config, 6);
+    GpuModel gpu = to_gpu(cpu);
+    std::vector<simnpo::data::Example> rows = examples(config, 2, 61, 40);
+    rows[0].answer_ids.resize(1000, 7);  // T = 1000 + prompt, and a row of under 40 beside it
+    const auto batch = simnpo::data::make_batch(rows);
+    BOOST_TEST(batch.columns() > 512);
+    cpu.forward(batch);
+    gpu.forward(batch);
+    BOOST_TEST(relative_error(cpu.logprobs(), gpu.logprobs()) < 2e-5);
+    const auto weights = random_weights(static_cast<std::size_t>(cpu.scored_count()), 62);
+    cpu.backward(std::span<const float>(weights), simnpo::GradStore::overwrite);
+    gpu.backward(std::span<const float>(weights), simnpo::GradStore::overwrite);
+    check_tensors(cpu.layout(), std::vector<float>(cpu.grads().begin(), cpu.grads().end()), host(gpu, gpu.grads()),
+                  1e-4, "gradient, long rows");
+}
+
 BOOST_AUTO_TEST_CASE(kl_retain_gradient_matches) {
     // The distribution path: the reference's log-softmax, the KL kernel, backward_logits.
     const auto config = small_config();
@@ -169,13 +188,18 @@ BOOST_AUTO_TEST_CASE(kl_retain_gradient_matches) {
 }
 
 BOOST_AUTO_TEST_CASE(one_optimizer_step_matches) {
+    // The optimizer kernels on their own: both sides step from the same parameters and the same
+    // gradient (the CPU's, copied over). From the two sides' own gradients AdamW would not do:
+    // it divides each gradient by its own magnitude, so gradients that are zero but for rounding
+    // (the key bias's: softmax ignores a shift shared by a row) move by ±lr on each side at random.
     const auto config = small_config();
     const CpuModel start = random_model(config, 12);
-    const auto rows = examples(config, 4, 41, 40);
+    CpuModel probe = start;
+    probe.forward(simnpo::data::make_batch(examples(config, 4, 41, 40)));
+    const auto weights = random_weights(static_cast<std::size_t>(probe.scored_count()), 13);
+    probe.backward(std::span<const float>(weights), simnpo::GradStore::overwrite);
     const auto run = [&](auto& model, const auto& optimizer) {
-        model.forward(simnpo::data::make_batch(rows));
-        const auto weights = random_weights(static_cast<std::size_t>(model.scored_count()), 13);
-        model.backward(std::span<const float>(weights), simnpo::GradStore::overwrite);
+        copy_to_device(model.backend(), model.grads().data(), std::span<const float>(probe.grads()));
         auto state = optimizer.state(model);
         const double norm = simnpo::optim::grad_norm(model);
         // Clipping at half the norm, applied in the step, as the training loop does.
@@ -190,10 +214,10 @@ BOOST_AUTO_TEST_CASE(one_optimizer_step_matches) {
         GpuModel gpu = to_gpu(start);
         const double cpu_norm = which == 0 ? run(cpu, adamw) : run(cpu, sgd);
         const double gpu_norm = which == 0 ? run(gpu, adamw) : run(gpu, sgd);
-        BOOST_TEST(std::abs(cpu_norm - gpu_norm) <= 1e-5 * cpu_norm);
-        // AdamW's first steps move every parameter by about lr: compare against that scale.
+        BOOST_TEST(std::abs(cpu_norm - gpu_norm) <= 1e-9 * cpu_norm);
+        // The same arithmetic in float; the GPU may fuse a multiply and an add.
         check_tensors(cpu.layout(), std::vector<float>(cpu.params().begin(), cpu.params().end()),
-                      host(gpu, gpu.params()), 1e-5, which == 0 ? "AdamW step" : "SGD step");
+                      host(gpu, gpu.params()), 1e-6, which == 0 ? "AdamW step" : "SGD step");
     }
 }
 
@@ -228,8 +252,10 @@ BOOST_AUTO_TEST_CASE(unlearning_trajectory_matches) {
     // The run moved the parameters by far more than the tolerance.
     BOOST_TEST(relative_error(std::vector<float>(start.params().begin(), start.params().end()),
                               std::vector<float>(cpu.params().begin(), cpu.params().end())) > 1e-3);
+    // AdamW amplifies rounding in gradients that are zero but for it (see the optimizer test),
+    // so the parameters agree less closely than the losses.
     check_tensors(cpu.layout(), std::vector<float>(cpu.params().begin(), cpu.params().end()), host(gpu, gpu.params()),
-                  1e-4, "parameters after 20 steps");
+                  1e-3, "parameters after 20 steps");
 }
 
 BOOST_AUTO_TEST_CASE(save_and_load_round_trip_through_the_gpu) {

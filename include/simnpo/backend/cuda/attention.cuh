@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "simnpo/backend/cuda/common.cuh"
 #include "simnpo/backend/cuda/layernorm.cuh"
@@ -42,8 +43,9 @@ __global__ void merge_heads_kernel(S* x, const S* heads, std::int64_t T, std::in
 
 // att [B, H, T, T]: row i of head (b, h), one warp per row, becomes the
 // softmax over keys j <= i of its scores, zero beyond; zero throughout for a
-// padded query (i >= lengths[b]).
-template <class S>
+// padded query (i >= lengths[b]). The row stays in registers, PerLane values a
+// lane (T <= 32·PerLane): each score is read once, each probability written once.
+template <class S, int PerLane>
 __global__ void causal_softmax_kernel(S* att, const std::int64_t* lengths, std::int64_t B, std::int64_t H,
                                       std::int64_t T) {
     const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / 32;
@@ -55,32 +57,70 @@ __global__ void causal_softmax_kernel(S* att, const std::int64_t* lengths, std::
         for (std::int64_t j = lane; j < T; j += 32) p[j] = 0;
         return;
     }
+    S values[PerLane];
     S row_max = -INFINITY;
-    for (std::int64_t j = lane; j <= i; j += 32) row_max = max(row_max, p[j]);
+#pragma unroll
+    for (int k = 0; k < PerLane; ++k) {
+        const std::int64_t j = lane + 32 * k;
+        values[k] = j <= i ? p[j] : -INFINITY;
+        row_max = max(row_max, values[k]);
+    }
     for (int offset = 16; offset > 0; offset /= 2) row_max = max(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
     S sum = 0;
-    for (std::int64_t j = lane; j <= i; j += 32) {
-        const S e = exp(p[j] - row_max);
-        p[j] = e;
-        sum += e;
+#pragma unroll
+    for (int k = 0; k < PerLane; ++k) {
+        values[k] = lane + 32 * k <= i ? exp(values[k] - row_max) : S{0};
+        sum += values[k];
     }
     const S inverse = S{1} / warp_sum(sum);
-    for (std::int64_t j = lane; j < T; j += 32) p[j] = j <= i ? p[j] * inverse : S{0};
+#pragma unroll
+    for (int k = 0; k < PerLane; ++k)
+        if (lane + 32 * k < T) p[lane + 32 * k] = values[k] * inverse;
 }
 
 // The softmax's backward in place: dscores = scale · P ∘ (dP − rowsum(P ∘ dP)),
-// with P = att and dP = datt [B, H, T, T]; one warp per row.
-template <class S>
-__global__ void softmax_backward_kernel(S* datt, const S* att, std::int64_t rows, std::int64_t T, S scale) {
+// with P = att and dP = datt [B, H, T, T]; one warp per row, in registers as
+// above. Where P is zero by the mask (keys after the query, padded queries)
+// dscores is zero and neither input is read.
+template <class S, int PerLane>
+__global__ void softmax_backward_kernel(S* datt, const S* att, const std::int64_t* lengths, std::int64_t B,
+                                        std::int64_t H, std::int64_t T, S scale) {
     const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
-    if (row >= rows) return;
+    if (row >= B * H * T) return;
+    const std::int64_t i = row % T, b = row / (H * T);
     const S* p = att + row * T;
     S* dp = datt + row * T;
+    if (i >= lengths[b]) {
+        for (std::int64_t j = lane; j < T; j += 32) dp[j] = 0;
+        return;
+    }
+    S probabilities[PerLane], gradients[PerLane];
     S dot = 0;
-    for (std::int64_t j = lane; j < T; j += 32) dot += p[j] * dp[j];
+#pragma unroll
+    for (int k = 0; k < PerLane; ++k) {
+        const std::int64_t j = lane + 32 * k;
+        probabilities[k] = j <= i ? p[j] : S{0};
+        gradients[k] = j <= i ? dp[j] : S{0};
+        dot += probabilities[k] * gradients[k];
+    }
     dot = warp_sum(dot);
-    for (std::int64_t j = lane; j < T; j += 32) dp[j] = scale * p[j] * (dp[j] - dot);
+#pragma unroll
+    for (int k = 0; k < PerLane; ++k)
+        if (lane + 32 * k < T) dp[lane + 32 * k] = scale * probabilities[k] * (gradients[k] - dot);
+}
+
+// Calls launch(std::integral_constant<int, PerLane>) with the fewest values a
+// lane that hold a row of T keys (at most 1024).
+template <class Launch>
+void launch_by_row_length(std::int64_t T, Launch&& launch) {
+    if (T <= 32) launch(std::integral_constant<int, 1>{});
+    else if (T <= 64) launch(std::integral_constant<int, 2>{});
+    else if (T <= 128) launch(std::integral_constant<int, 4>{});
+    else if (T <= 256) launch(std::integral_constant<int, 8>{});
+    else if (T <= 512) launch(std::integral_constant<int, 16>{});
+    else if (T <= 1024) launch(std::integral_constant<int, 32>{});
+    else fail("CUDA attention: sequences of ", T, " positions are longer than the 1024 it supports");
 }
 
 // The CPU backend's attention_forward (simnpo/backend/cpu/attention.hpp), same buffers:
@@ -101,7 +141,10 @@ void attention_forward(Tag tag, S* out, S* att, const S* qkv, const std::int64_t
     gemm(tag, {.transpose_b = true, .M = T, .N = T, .K = D, .A = q, .lda = D, .B = k, .ldb = D, .C = att, .ldc = T,
                .batch = heads, .stride_a = T * D, .stride_b = T * D, .stride_c = T * T,
                .alpha = 1.0f / std::sqrt(static_cast<float>(D))});
-    causal_softmax_kernel<<<grid_for(B * H * T, warps_per_block), block_threads, 0, stream()>>>(att, lengths, B, H, T);
+    launch_by_row_length(T, [&](auto per_lane) {
+        causal_softmax_kernel<S, decltype(per_lane)::value><<<grid_for(B * H * T, warps_per_block), block_threads, 0, stream()>>>(
+            att, lengths, B, H, T);
+    });
     SIMNPO_CUDA_LAUNCHED("causal_softmax_kernel");
     gemm(tag, {.M = T, .N = D, .K = T, .A = att, .lda = T, .B = v, .ldb = D, .C = y, .ldc = D, .batch = heads,
                .stride_a = T * T, .stride_b = T * D, .stride_c = T * D});
@@ -114,7 +157,6 @@ template <class S>
 void attention_backward(Tag tag, S* dqkv, const S* dout, const S* qkv, const S* att, const std::int64_t* lengths,
                         std::int64_t B, std::int64_t T, std::int64_t C, std::int64_t H) {
     require_float<S>();
-    (void)lengths;  // padding is already in att: its zero rows and columns stop the gradient
     const std::int64_t D = C / H, n = B * T * C;
     const std::size_t bytes = static_cast<std::size_t>(7 * n + B * H * T * T) * sizeof(S);
     auto* q = static_cast<S*>(Context::get().scratch(bytes));
@@ -132,8 +174,10 @@ void attention_backward(Tag tag, S* dqkv, const S* dout, const S* qkv, const S* 
                .batch = heads, .stride_a = TT, .stride_b = TD, .stride_c = TD});
     gemm(tag, {.transpose_b = true, .M = T, .N = T, .K = D, .A = dy, .lda = D, .B = v, .ldb = D, .C = datt, .ldc = T,
                .batch = heads, .stride_a = TD, .stride_b = TD, .stride_c = TT});
-    softmax_backward_kernel<<<grid_for(B * H * T, warps_per_block), block_threads, 0, stream()>>>(
-        datt, att, B * H * T, T, 1.0f / std::sqrt(static_cast<float>(D)));
+    launch_by_row_length(T, [&](auto per_lane) {
+        softmax_backward_kernel<S, decltype(per_lane)::value><<<grid_for(B * H * T, warps_per_block), block_threads, 0, stream()>>>(
+            datt, att, lengths, B, H, T, 1.0f / std::sqrt(static_cast<float>(D)));
+    });
     SIMNPO_CUDA_LAUNCHED("softmax_backward_kernel");
     // dq = dscores · k, dk = dscoresᵀ · q
     gemm(tag, {.M = T, .N = D, .K = T, .A = datt, .lda = T, .B = k, .ldb = D, .C = dq, .ldc = D, .batch = heads,

@@ -1,8 +1,11 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
-#include <cstdint>
+#include <array>
 #include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
 #include <type_traits>
 
 #include "simnpo/backend/cuda/common.cuh"
@@ -62,60 +65,105 @@ inline std::uint32_t alignment_of(const void* p, std::int64_t batch_stride) {
     return alignment;
 }
 
-// Runs a Gemm through cuBLASLt. cuBLASLt is column-major, where a row-major
-// matrix reads as its transpose: it computes Cᵀ = op(B)ᵀ · op(A)ᵀ, which is C.
+// cuBLASLt's description of one product shape and the algorithm its heuristic
+// chose for it. A training step runs the same few shapes over and over, and the
+// heuristic costs more host time than a small product takes on the GPU, so a
+// plan is made once per shape and kept for the life of the process.
+class GemmPlan {
+public:
+    // cuBLASLt is column-major, where a row-major matrix reads as its
+    // transpose: the plan computes Cᵀ = op(B)ᵀ · op(A)ᵀ, which is C.
+    GemmPlan(const Tag& tag, const Gemm& g)
+        : first_(g.transpose_b ? g.K : g.N, g.transpose_b ? g.N : g.K, g.ldb, g.batch, g.stride_b),
+          second_(g.transpose_a ? g.M : g.K, g.transpose_a ? g.K : g.M, g.lda, g.batch, g.stride_a),
+          out_(g.N, g.M, g.ldc, g.batch, g.stride_c) {
+        const cublasComputeType_t compute = tag.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        SIMNPO_CUDA_CHECK(cublasLtMatmulDescCreate(&desc_, compute, CUDA_R_32F));
+        const cublasOperation_t op_first = g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+        const cublasOperation_t op_second = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+        SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
+        SIMNPO_CUDA_CHECK(
+            cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
+        if (g.bias != nullptr) {
+            const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+            SIMNPO_CUDA_CHECK(
+                cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+        }
+        cublasLtMatmulPreference_t preference = nullptr;
+        SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+        struct PreferenceGuard {
+            cublasLtMatmulPreference_t p;
+            ~PreferenceGuard() { (void)cublasLtMatmulPreferenceDestroy(p); }
+        } preference_guard{preference};
+        const std::size_t workspace = Context::workspace_bytes;
+        SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                               &workspace, sizeof(workspace)));
+        // Views into the slabs need not be 256-byte aligned, as the heuristic otherwise assumes.
+        const auto alignments = plan_alignments(g);
+        const cublasLtMatmulPreferenceAttributes_t alignment_attributes[4] = {
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+        for (int i = 0; i < 4; ++i)
+            SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, alignment_attributes[i], &alignments[i],
+                                                                   sizeof(alignments[i])));
+        cublasLtMatmulHeuristicResult_t heuristic{};
+        int found = 0;
+        SIMNPO_CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(Context::get().blas(), desc_, first_.get(), second_.get(),
+                                                         out_.get(), out_.get(), preference, 1, &heuristic, &found));
+        if (found == 0)
+            fail("cuBLASLt: no algorithm for a ", g.M, "x", g.N, "x", g.K, " product (batch ", g.batch, ")");
+        algo_ = heuristic.algo;
+    }
+    GemmPlan(const GemmPlan&) = delete;
+    GemmPlan& operator=(const GemmPlan&) = delete;
+    ~GemmPlan() { (void)cublasLtMatmulDescDestroy(desc_); }
+
+    // The alignments of the four operands (first, second, C, D as cuBLASLt names them).
+    static std::array<std::uint32_t, 4> plan_alignments(const Gemm& g) {
+        const std::uint32_t c = alignment_of(g.C, g.stride_c);
+        return {alignment_of(g.B, g.stride_b), alignment_of(g.A, g.stride_a), c, c};
+    }
+
+    void run(const Gemm& g) const {
+        Context& context = Context::get();
+        if (g.bias != nullptr)  // the plan's own descriptor: the host runs one product at a time
+            SIMNPO_CUDA_CHECK(
+                cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+        const float beta = g.accumulate ? 1.0f : 0.0f;
+        SIMNPO_CUDA_CHECK(cublasLtMatmul(context.blas(), desc_, &g.alpha, g.B, first_.get(), g.A, second_.get(), &beta,
+                                         g.C, out_.get(), g.C, out_.get(), &algo_, context.workspace(),
+                                         Context::workspace_bytes, context.stream()));
+    }
+
+private:
+    LtLayout first_, second_, out_;
+    cublasLtMatmulDesc_t desc_ = nullptr;
+    cublasLtMatmulAlgo_t algo_{};
+};
+
+// What makes two products share a plan: everything but the pointers' values.
+inline std::array<std::int64_t, 18> plan_key(const Tag& tag, const Gemm& g) {
+    const auto alignments = GemmPlan::plan_alignments(g);
+    return {tag.tf32, g.transpose_a, g.transpose_b, g.bias != nullptr, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, g.batch,
+            g.stride_a, g.stride_b, g.stride_c, alignments[0], alignments[1], alignments[2], alignments[3]};
+}
+
+struct PlanKeyHash {
+    std::size_t operator()(const std::array<std::int64_t, 18>& key) const {
+        std::size_t hash = 0xcbf29ce484222325ULL;
+        for (const std::int64_t value : key) hash = (hash ^ static_cast<std::size_t>(value)) * 0x100000001b3ULL;
+        return hash;
+    }
+};
+
+// Runs a Gemm through cuBLASLt, with the plan for its shape.
 inline void gemm(const Tag& tag, const Gemm& g) {
     if (g.M == 0 || g.N == 0) return;
-    Context& context = Context::get();
-    const cublasComputeType_t compute = tag.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    cublasLtMatmulDesc_t desc = nullptr;
-    SIMNPO_CUDA_CHECK(cublasLtMatmulDescCreate(&desc, compute, CUDA_R_32F));
-    struct DescGuard {
-        cublasLtMatmulDesc_t d;
-        ~DescGuard() { (void)cublasLtMatmulDescDestroy(d); }
-    } guard{desc};
-    const cublasOperation_t op_first = g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const cublasOperation_t op_second = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
-    SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
-    if (g.bias != nullptr) {
-        const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-        SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-        SIMNPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-    }
-    // Column-major shapes: the first operand is B as stored, the second A as stored.
-    const LtLayout first(g.transpose_b ? g.K : g.N, g.transpose_b ? g.N : g.K, g.ldb, g.batch, g.stride_b);
-    const LtLayout second(g.transpose_a ? g.M : g.K, g.transpose_a ? g.K : g.M, g.lda, g.batch, g.stride_a);
-    const LtLayout out(g.N, g.M, g.ldc, g.batch, g.stride_c);
-
-    cublasLtMatmulPreference_t preference = nullptr;
-    SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&preference));
-    struct PreferenceGuard {
-        cublasLtMatmulPreference_t p;
-        ~PreferenceGuard() { (void)cublasLtMatmulPreferenceDestroy(p); }
-    } preference_guard{preference};
-    const std::size_t workspace = Context::workspace_bytes;
-    SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                           &workspace, sizeof(workspace)));
-    // Views into the slabs need not be 256-byte aligned, as the heuristic otherwise assumes.
-    const std::uint32_t alignments[4] = {alignment_of(g.B, g.stride_b), alignment_of(g.A, g.stride_a),
-                                         alignment_of(g.C, g.stride_c), alignment_of(g.C, g.stride_c)};
-    const cublasLtMatmulPreferenceAttributes_t alignment_attributes[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-    for (int i = 0; i < 4; ++i)
-        SIMNPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, alignment_attributes[i], &alignments[i],
-                                                               sizeof(alignments[i])));
-    cublasLtMatmulHeuristicResult_t heuristic{};
-    int found = 0;
-    SIMNPO_CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(context.blas(), desc, first.get(), second.get(), out.get(),
-                                                     out.get(), preference, 1, &heuristic, &found));
-    if (found == 0)
-        fail("cuBLASLt: no algorithm for a ", g.M, "x", g.N, "x", g.K, " product (batch ", g.batch, ")");
-    const float beta = g.accumulate ? 1.0f : 0.0f;
-    SIMNPO_CUDA_CHECK(cublasLtMatmul(context.blas(), desc, &g.alpha, g.B, first.get(), g.A, second.get(), &beta, g.C,
-                                     out.get(), g.C, out.get(), &heuristic.algo, context.workspace(), workspace,
-                                     context.stream()));
+    Context::get();  // created before the plans, so destroyed after them
+    static std::unordered_map<std::array<std::int64_t, 18>, std::unique_ptr<GemmPlan>, PlanKeyHash> plans;
+    auto& plan = plans[plan_key(tag, g)];
+    if (!plan) plan = std::make_unique<GemmPlan>(tag, g);
+    plan->run(g);
 }
 
 // Column sums of x [N, C], stored or added into out [C]: per-chunk partial
