@@ -1,6 +1,8 @@
 #!/bin/sh
 # Second README command (and CI's): the whole test suite, three ways:
-#   1. Release build, every ctest (gradient checks, PyTorch parity, I/O, CLI, install);
+#   1. Release build, every ctest (gradient checks, PyTorch parity, I/O, CLI, install); with
+#      nvcc present it compiles the CUDA backend's programs too, and the GPU tests (label gpu)
+#      report themselves skipped on a machine without a GPU;
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every ctest but the install one;
 #   3. the libFuzzer targets, FUZZ_SECONDS (default 60) each.
 set -eu
@@ -14,8 +16,9 @@ cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 # OpenBLAS is off here: the sanitizers cannot see into its assembly kernels,
-# and Eigen's own products are what they should check.
-cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DSIMNPO_BUILD_TESTS=ON -DSIMNPO_BUILD_EXAMPLES=ON -DSIMNPO_BUILD_BENCHMARKS=OFF -DSIMNPO_USE_OPENBLAS=OFF \
+# and Eigen's own products are what they should check. So is CUDA: the
+# sanitizers do not instrument GPU code, and the Release build compiled it.
+cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DSIMNPO_BUILD_TESTS=ON -DSIMNPO_BUILD_EXAMPLES=ON -DSIMNPO_BUILD_BENCHMARKS=OFF -DSIMNPO_USE_OPENBLAS=OFF -DSIMNPO_WITH_CUDA=OFF \
     -DCMAKE_CXX_FLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 cmake --build build-sanitize -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

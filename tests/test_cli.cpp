@@ -272,6 +272,10 @@ BOOST_AUTO_TEST_CASE(bad_training_flags_are_one_line_errors) {
           "missing.jsonl");
     fails("train --model " + files.model + " --data " + files.both + " --out " + out + " --epochs 1 --grad-accum 0",
           "--grad-accum");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --device gpu", "--device");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --tf32", "--tf32");
+    // Without a GPU (or a CUDA build), --device cuda says so; on a GPU machine the run would go ahead.
+    if (!fs::exists("/dev/nvidiactl")) fails(unlearn + "--forget-loss simnpo --steps 2 --device cuda", "--device cuda");
     BOOST_TEST(run("unlearn --help", scratch).status == 0);
     BOOST_TEST(run("train --help", scratch).status == 0);
 }

@@ -17,6 +17,14 @@ inline std::string device_flag(const std::vector<std::string>& words) {
     return "cpu";
 }
 
+// The backend a command runs on, with its options from the flags (--tf32).
+template <class Backend>
+Backend make_backend(bool tf32) {
+    Backend backend{};
+    if constexpr (requires { backend.tf32; }) backend.tf32 = tf32;
+    return backend;
+}
+
 #ifdef SIMNPO_CLI_WITH_CUDA
 // Runs `command` (logprobs, train or unlearn) on the GPU; defined in cuda.cu.
 int run_on_cuda(const std::string& command, const std::vector<std::string>& words);

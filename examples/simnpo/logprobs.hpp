@@ -12,6 +12,7 @@
 #include <simnpo.hpp>
 
 #include "args.hpp"
+#include "device.hpp"
 
 namespace simnpo::cli {
 
@@ -28,12 +29,13 @@ the sum of log pi(y_t | x, y_<t) over the n answer tokens.
   --dtype T          float or double arithmetic (default float)
   --threads N        CPU threads (default: all)
   --device cpu|cuda  where to compute (default cpu; cuda computes in float)
+  --tf32             with --device cuda: matrix products on TF32 tensor cores
 )";
 
 template <class Backend, class Scalar>
 std::string score(const std::filesystem::path& model_dir, const std::filesystem::path& data_path,
-                  std::size_t batch_size) {
-    auto model = simnpo::model::load<Backend, Scalar>(model_dir);
+                  std::size_t batch_size, Backend backend) {
+    auto model = simnpo::model::load<Backend, Scalar>(model_dir, backend);
     const auto examples = simnpo::data::read_jsonl(data_path, model.config());
     std::string lines;
     for (std::size_t first = 0; first < examples.size(); first += batch_size) {
@@ -51,7 +53,7 @@ std::string score(const std::filesystem::path& model_dir, const std::filesystem:
 template <class Backend>
 int run_logprobs(const std::vector<std::string>& words) {
     const Args args("simnpo logprobs", words,
-                    {"--model", "--data", "--out", "--batch-size", "--dtype", "--threads", "--device"});
+                    {"--model", "--data", "--out", "--batch-size", "--dtype", "--threads", "--device"}, {"--tf32"});
     if (args.help()) {
         std::cout << logprobs_usage;
         return 0;
@@ -63,13 +65,15 @@ int run_logprobs(const std::vector<std::string>& words) {
     const std::string dtype = args.choice("--dtype", "float", {"float", "double"});
     const bool on_gpu = args.choice("--device", "cpu", {"cpu", "cuda"}) == "cuda";
     if (on_gpu && dtype == "double") fail("simnpo logprobs: --device cuda computes in float (drop --dtype double)");
+    if (args.has("--tf32") && !on_gpu) fail("simnpo logprobs: --tf32 applies to --device cuda only");
+    const Backend backend = make_backend<Backend>(args.has("--tf32"));
     if (args.has("--threads")) simnpo::set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
     std::string lines;
     if constexpr (std::is_same_v<Backend, simnpo::cpu>)
-        lines = dtype == "float" ? score<Backend, float>(model_dir, data_path, batch_size)
-                                 : score<Backend, double>(model_dir, data_path, batch_size);
+        lines = dtype == "float" ? score<Backend, float>(model_dir, data_path, batch_size, backend)
+                                 : score<Backend, double>(model_dir, data_path, batch_size, backend);
     else
-        lines = score<Backend, float>(model_dir, data_path, batch_size);
+        lines = score<Backend, float>(model_dir, data_path, batch_size, backend);
     simnpo::write_file_atomic(out, lines);
     return 0;
 }

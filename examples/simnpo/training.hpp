@@ -14,6 +14,7 @@
 #include <simnpo.hpp>
 
 #include "args.hpp"
+#include "device.hpp"
 
 namespace simnpo::cli {
 
@@ -36,6 +37,7 @@ training flags:
   --resume CKPT            continue from a checkpoint directory, exactly, with the same data and flags
   --log FILE               one JSON line per step (appended to when resuming)
   --device cpu|cuda        where to compute (default cpu; cuda needs a GPU and a CUDA build)
+  --tf32                   with --device cuda: matrix products on TF32 tensor cores (faster, 10-bit inputs)
 )";
 
 constexpr const char* train_usage = R"(usage: simnpo train --model DIR --data D.jsonl --out DIR2 (--steps N | --epochs E) [flags]
@@ -77,6 +79,7 @@ inline const std::set<std::string> training_valued = {
 // The flags train and unlearn share, validated.
 struct Training {
     std::filesystem::path model_dir, out, log;
+    bool tf32 = false;
     train::Options options;
     std::string optimizer;
     optim::AdamW::Params adam;
@@ -105,7 +108,9 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
     if (args.has("--resume")) t.options.resume = args.required("--resume");
     if (args.has("--log")) t.log = args.required("--log");
     if (args.has("--threads")) set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
-    args.choice("--device", "cpu", {"cpu", "cuda"});  // validated here; main.cpp dispatches on it
+    const bool on_gpu = args.choice("--device", "cpu", {"cpu", "cuda"}) == "cuda";  // main.cpp dispatches on it
+    if (args.has("--tf32") && !on_gpu) fail(command, ": --tf32 applies to --device cuda only");
+    t.tf32 = args.has("--tf32");
 
     t.optimizer = args.choice("--optimizer", "adamw", {"adamw", "sgd"});
     const double lr = args.real("--lr", default_lr, 0.0, huge);
@@ -153,14 +158,14 @@ template <class Backend>
 int run_train(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert("--data");
-    const Args args("simnpo train", words, valued);
+    const Args args("simnpo train", words, valued, {"--tf32"});
     if (args.help()) {
         std::cout << train_usage << training_flags;
         return 0;
     }
     const detail::Training t = detail::parse_training(args, 5e-5, "simnpo train");
     const std::filesystem::path data_path = args.required("--data");
-    auto model = model::load<Backend, float>(t.model_dir);
+    auto model = model::load<Backend, float>(t.model_dir, make_backend<Backend>(t.tf32));
     const auto examples = data::read_jsonl(data_path, model.config());
     loss::NoReference none;
     const auto summary = detail::run_loop(model, none, loss::Objective<loss::NLL>{}, t, examples, {});
@@ -174,7 +179,7 @@ int run_unlearn(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert({"--forget", "--retain", "--forget-loss", "--retain-loss", "--beta", "--gamma", "--forget-weight",
                    "--retain-weight", "--reference", "--refusals"});
-    const Args args("simnpo unlearn", words, valued);
+    const Args args("simnpo unlearn", words, valued, {"--tf32"});
     if (args.help()) {
         std::cout << unlearn_usage << training_flags;
         return 0;
@@ -202,7 +207,7 @@ int run_unlearn(const std::vector<std::string>& words) {
         fail("simnpo unlearn: --reference applies to npo, dpo and kl only (", forget_loss, " and ", retain_loss, " use none)");
 
     using Model = model::Gpt<Backend, float>;
-    Model model = model::load<Backend, float>(t.model_dir);
+    Model model = model::load<Backend, float>(t.model_dir, make_backend<Backend>(t.tf32));
     const auto forget = data::read_jsonl(args.required("--forget"), model.config());
     const auto retain = args.has("--retain") ? data::read_jsonl(args.required("--retain"), model.config())
                                              : std::vector<data::Example>{};
@@ -214,7 +219,8 @@ int run_unlearn(const std::vector<std::string>& words) {
         if constexpr (Objective::needs_reference) {
             std::optional<loss::FrozenReference<Model>> reference;
             if (args.has("--reference")) {
-                const auto reference_model = model::load<Backend, float>(args.required("--reference"));
+                const auto reference_model =
+                    model::load<Backend, float>(args.required("--reference"), make_backend<Backend>(t.tf32));
                 if (reference_model.config().vocab_size != model.config().vocab_size)
                     fail(args.required("--reference"), ": the reference's vocabulary differs from the model's");
                 reference.emplace(reference_model);

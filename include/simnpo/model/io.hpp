@@ -40,9 +40,10 @@ inline bool is_attention_mask_buffer(std::string_view name) {
 }  // namespace detail
 
 // Loads a model directory in Hugging Face's GPT-2 layout (DESIGN §4):
-// config.json and model.safetensors (F32, F16, BF16 or F64 tensors).
+// config.json and model.safetensors (F32, F16, BF16 or F64 tensors), onto
+// `backend` (its options: simnpo::cuda{.tf32 = true}, say).
 template <class Backend = simnpo::cpu, class Scalar = float>
-Gpt<Backend, Scalar> load(const std::filesystem::path& dir) {
+Gpt<Backend, Scalar> load(const std::filesystem::path& dir, Backend backend = {}) {
     std::error_code ec;
     if (!std::filesystem::exists(dir, ec)) fail(dir.string(), ": model directory does not exist");
     if (!std::filesystem::is_directory(dir, ec)) fail(dir.string(), ": is not a directory (a model is a directory)");
@@ -54,7 +55,7 @@ Gpt<Backend, Scalar> load(const std::filesystem::path& dir) {
     const auto file = SafetensorsFile::parse(read_file(weights_path), weights_path.string());
     const std::string where = weights_path.string();
 
-    Gpt<Backend, Scalar> model(std::move(config));
+    Gpt<Backend, Scalar> model(std::move(config), backend);
     const ParamLayout& layout = model.layout();
     std::vector<Scalar> host(layout.total());
     std::vector<bool> seen(layout.slots().size(), false);
