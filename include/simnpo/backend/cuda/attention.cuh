@@ -20,25 +20,48 @@ namespace simnpo::backend::cuda {
 // by causality. The masked half of each product is computed and thrown away,
 // as in eager PyTorch.
 
-// heads [B, H, T, D] = x [B, T, H·D] whose rows are `stride` apart (3C: one of q, k, v inside qkv).
+// heads: `parts` arrays [B, H, T, D], n = B·T·C apart, from x [B, T, parts·C]
+// (parts = 3 splits qkv into q, k, v). One block per row (b, t), so that the
+// index arithmetic is a row's, in 32 bits, not a 64-bit division per element.
 template <class S>
-__global__ void split_heads_kernel(S* heads, const S* x, std::int64_t T, std::int64_t H, std::int64_t D,
-                                   std::int64_t stride, std::int64_t n) {
-    SIMNPO_GRID_LOOP(i, n) {
-        const std::int64_t d = i % D, t = (i / D) % T, h = (i / (D * T)) % H, b = i / (D * T * H);
-        heads[i] = x[(b * T + t) * stride + h * D + d];
+__global__ void split_heads_kernel(S* heads, const S* x, int T, int H, int D, int parts, std::int64_t n) {
+    const std::int64_t row = blockIdx.x;  // b·T + t
+    const std::int64_t b = row / T, t = row % T;
+    const int C = H * D;
+    for (int c = threadIdx.x; c < parts * C; c += blockDim.x) {
+        const int part = c / C, h = (c % C) / D, d = c % D;
+        heads[part * n + ((b * H + h) * T + t) * D + d] = x[row * parts * C + c];
     }
 }
 
-// The way back: x [B, T, H·D] (rows `stride` apart) = or += heads [B, H, T, D].
+// The way back: x [B, T, parts·C] = (or += with `accumulate`) the `parts` arrays heads [B, H, T, D].
 template <class S>
-__global__ void merge_heads_kernel(S* x, const S* heads, std::int64_t T, std::int64_t H, std::int64_t D,
-                                   std::int64_t stride, bool accumulate, std::int64_t n) {
-    SIMNPO_GRID_LOOP(i, n) {
-        const std::int64_t d = i % D, t = (i / D) % T, h = (i / (D * T)) % H, b = i / (D * T * H);
-        S& target = x[(b * T + t) * stride + h * D + d];
-        target = accumulate ? target + heads[i] : heads[i];
+__global__ void merge_heads_kernel(S* x, const S* heads, int T, int H, int D, int parts, bool accumulate,
+                                   std::int64_t n) {
+    const std::int64_t row = blockIdx.x;
+    const std::int64_t b = row / T, t = row % T;
+    const int C = H * D;
+    for (int c = threadIdx.x; c < parts * C; c += blockDim.x) {
+        const int part = c / C, h = (c % C) / D, d = c % D;
+        const S value = heads[part * n + ((b * H + h) * T + t) * D + d];
+        S& target = x[row * parts * C + c];
+        target = accumulate ? target + value : value;
     }
+}
+
+template <class S>
+void split_heads(S* heads, const S* x, std::int64_t B, std::int64_t T, std::int64_t H, std::int64_t D, int parts) {
+    split_heads_kernel<<<static_cast<unsigned>(B * T), block_threads, 0, stream()>>>(
+        heads, x, static_cast<int>(T), static_cast<int>(H), static_cast<int>(D), parts, B * T * H * D);
+    SIMNPO_CUDA_LAUNCHED("split_heads_kernel");
+}
+
+template <class S>
+void merge_heads(S* x, const S* heads, std::int64_t B, std::int64_t T, std::int64_t H, std::int64_t D, int parts,
+                 bool accumulate) {
+    merge_heads_kernel<<<static_cast<unsigned>(B * T), block_threads, 0, stream()>>>(
+        x, heads, static_cast<int>(T), static_cast<int>(H), static_cast<int>(D), parts, accumulate, B * T * H * D);
+    SIMNPO_CUDA_LAUNCHED("merge_heads_kernel");
 }
 
 // att [B, H, T, T]: row i of head (b, h), one warp per row, becomes the
@@ -132,10 +155,7 @@ void attention_forward(Tag tag, S* out, S* att, const S* qkv, const std::int64_t
     const std::int64_t D = C / H, n = B * T * C;
     auto* q = static_cast<S*>(Context::get().scratch(static_cast<std::size_t>(4 * n) * sizeof(S)));
     S *k = q + n, *v = k + n, *y = v + n;
-    for (int part = 0; part < 3; ++part) {
-        split_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(q + part * n, qkv + part * C, T, H, D, 3 * C, n);
-        SIMNPO_CUDA_LAUNCHED("split_heads_kernel");
-    }
+    split_heads(q, qkv, B, T, H, D, 3);
     const int heads = static_cast<int>(B * H);
     // scores = q · kᵀ / √D, head by head
     gemm(tag, {.transpose_b = true, .M = T, .N = T, .K = D, .A = q, .lda = D, .B = k, .ldb = D, .C = att, .ldc = T,
@@ -148,8 +168,7 @@ void attention_forward(Tag tag, S* out, S* att, const S* qkv, const std::int64_t
     SIMNPO_CUDA_LAUNCHED("causal_softmax_kernel");
     gemm(tag, {.M = T, .N = D, .K = T, .A = att, .lda = T, .B = v, .ldb = D, .C = y, .ldc = D, .batch = heads,
                .stride_a = T * T, .stride_b = T * D, .stride_c = T * D});
-    merge_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(out, y, T, H, D, C, false, n);
-    SIMNPO_CUDA_LAUNCHED("merge_heads_kernel");
+    merge_heads(out, y, B, T, H, D, 1, false);
 }
 
 // Accumulates dqkv [B, T, 3C] from dout [B, T, C], given the forward's qkv and att.
@@ -161,12 +180,8 @@ void attention_backward(Tag tag, S* dqkv, const S* dout, const S* qkv, const S* 
     const std::size_t bytes = static_cast<std::size_t>(7 * n + B * H * T * T) * sizeof(S);
     auto* q = static_cast<S*>(Context::get().scratch(bytes));
     S *k = q + n, *v = k + n, *dy = v + n, *dq = dy + n, *dk = dq + n, *dv = dk + n, *datt = dv + n;
-    for (int part = 0; part < 3; ++part) {
-        split_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(q + part * n, qkv + part * C, T, H, D, 3 * C, n);
-        SIMNPO_CUDA_LAUNCHED("split_heads_kernel");
-    }
-    split_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(dy, dout, T, H, D, C, n);
-    SIMNPO_CUDA_LAUNCHED("split_heads_kernel");
+    split_heads(q, qkv, B, T, H, D, 3);
+    split_heads(dy, dout, B, T, H, D, 1);
     const int heads = static_cast<int>(B * H);
     const std::int64_t TD = T * D, TT = T * T;
     // dv = attᵀ · dy, datt = dy · vᵀ
@@ -184,11 +199,7 @@ void attention_backward(Tag tag, S* dqkv, const S* dout, const S* qkv, const S* 
                .stride_a = TT, .stride_b = TD, .stride_c = TD});
     gemm(tag, {.transpose_a = true, .M = T, .N = D, .K = T, .A = datt, .lda = T, .B = q, .ldb = D, .C = dk, .ldc = D,
                .batch = heads, .stride_a = TT, .stride_b = TD, .stride_c = TD});
-    for (int part = 0; part < 3; ++part) {
-        merge_heads_kernel<<<grid_for(n), block_threads, 0, stream()>>>(dqkv + part * C, dq + part * n, T, H, D, 3 * C,
-                                                                        true, n);
-        SIMNPO_CUDA_LAUNCHED("merge_heads_kernel");
-    }
+    merge_heads(dqkv, dq, B, T, H, D, 3, true);  // dq, dk, dv are n apart, as split_heads laid them out
 }
 
 }  // namespace simnpo::backend::cuda

@@ -36,20 +36,23 @@ __global__ void residual_add_kernel(S* out, const S* inp, std::int64_t n) {
     SIMNPO_GRID_LOOP(i, n) out[i] += inp[i];
 }
 
+// The row kernels below take one block per row of C, so that finding an
+// element's row costs no 64-bit division per element.
 template <class S>
 __global__ void encoder_forward_kernel(S* out, const std::int32_t* tokens, const S* wte, const S* wpe, std::int64_t T,
-                                       std::int64_t C, std::int64_t n) {
-    SIMNPO_GRID_LOOP(i, n) {
-        const std::int64_t bt = i / C, c = i % C;
-        out[i] = wte[static_cast<std::int64_t>(tokens[bt]) * C + c] + wpe[(bt % T) * C + c];
-    }
+                                       std::int64_t C) {
+    const std::int64_t bt = blockIdx.x;
+    const S* token_row = wte + static_cast<std::int64_t>(tokens[bt]) * C;
+    const S* position_row = wpe + (bt % T) * C;
+    for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x) out[bt * C + c] = token_row[c] + position_row[c];
 }
 
 // Two positions may hold the same token: their rows of dwte meet in atomicAdd.
 template <class S>
-__global__ void encoder_backward_wte_kernel(S* dwte, const S* dout, const std::int32_t* tokens, std::int64_t C,
-                                            std::int64_t n) {
-    SIMNPO_GRID_LOOP(i, n) atomicAdd(dwte + static_cast<std::int64_t>(tokens[i / C]) * C + i % C, dout[i]);
+__global__ void encoder_backward_wte_kernel(S* dwte, const S* dout, const std::int32_t* tokens, std::int64_t C) {
+    const std::int64_t bt = blockIdx.x;
+    S* token_row = dwte + static_cast<std::int64_t>(tokens[bt]) * C;
+    for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x) atomicAdd(token_row + c, dout[bt * C + c]);
 }
 
 // dwpe [P, C]: position t sums its B rows in order (no atomics: run-to-run identical);
@@ -70,14 +73,15 @@ __global__ void encoder_backward_wpe_kernel(S* dwpe, const S* dout, std::int64_t
 }
 
 template <class S>
-__global__ void gather_rows_kernel(S* out, const S* inp, const std::int64_t* rows, std::int64_t C, std::int64_t n) {
-    SIMNPO_GRID_LOOP(i, n) out[i] = inp[rows[i / C] * C + i % C];
+__global__ void gather_rows_kernel(S* out, const S* inp, const std::int64_t* rows, std::int64_t C) {
+    const std::int64_t n = blockIdx.x;
+    for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x) out[n * C + c] = inp[rows[n] * C + c];
 }
 
 template <class S>
-__global__ void scatter_add_rows_kernel(S* out, const S* inp, const std::int64_t* rows, std::int64_t C,
-                                        std::int64_t n) {
-    SIMNPO_GRID_LOOP(i, n) out[rows[i / C] * C + i % C] += inp[i];
+__global__ void scatter_add_rows_kernel(S* out, const S* inp, const std::int64_t* rows, std::int64_t C) {
+    const std::int64_t n = blockIdx.x;
+    for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x) out[rows[n] * C + c] += inp[n * C + c];
 }
 
 // GPT-2's tanh approximation: out = x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³))).
@@ -109,7 +113,7 @@ template <class S>
 void encoder_forward(Tag, S* out, const std::int32_t* tokens, const S* wte, const S* wpe, std::int64_t B,
                      std::int64_t T, std::int64_t C) {
     require_float<S>();
-    encoder_forward_kernel<<<grid_for(B * T * C), block_threads, 0, stream()>>>(out, tokens, wte, wpe, T, C, B * T * C);
+    encoder_forward_kernel<<<static_cast<unsigned>(B * T), block_threads, 0, stream()>>>(out, tokens, wte, wpe, T, C);
     SIMNPO_CUDA_LAUNCHED("encoder_forward_kernel");
 }
 
@@ -118,7 +122,7 @@ template <class S>
 void encoder_backward(Tag, S* dwte, S* dwpe, const S* dout, const std::int32_t* tokens, std::int64_t B,
                       std::int64_t T, std::int64_t C, std::int64_t P, GradStore store) {
     require_float<S>();
-    encoder_backward_wte_kernel<<<grid_for(B * T * C), block_threads, 0, stream()>>>(dwte, dout, tokens, C, B * T * C);
+    encoder_backward_wte_kernel<<<static_cast<unsigned>(B * T), block_threads, 0, stream()>>>(dwte, dout, tokens, C);
     SIMNPO_CUDA_LAUNCHED("encoder_backward_wte_kernel");
     encoder_backward_wpe_kernel<<<grid_for(P * C), block_threads, 0, stream()>>>(dwpe, dout, B, T, C, P,
                                                                                 store == GradStore::accumulate);
@@ -129,7 +133,8 @@ void encoder_backward(Tag, S* dwte, S* dwpe, const S* dout, const std::int32_t* 
 template <class S>
 void gather_rows(Tag, S* out, const S* inp, const std::int64_t* rows, std::int64_t N, std::int64_t C) {
     require_float<S>();
-    gather_rows_kernel<<<grid_for(N * C), block_threads, 0, stream()>>>(out, inp, rows, C, N * C);
+    if (N == 0) return;
+    gather_rows_kernel<<<static_cast<unsigned>(N), block_threads, 0, stream()>>>(out, inp, rows, C);
     SIMNPO_CUDA_LAUNCHED("gather_rows_kernel");
 }
 
@@ -137,7 +142,8 @@ void gather_rows(Tag, S* out, const S* inp, const std::int64_t* rows, std::int64
 template <class S>
 void scatter_add_rows(Tag, S* out, const S* inp, const std::int64_t* rows, std::int64_t N, std::int64_t C) {
     require_float<S>();
-    scatter_add_rows_kernel<<<grid_for(N * C), block_threads, 0, stream()>>>(out, inp, rows, C, N * C);
+    if (N == 0) return;
+    scatter_add_rows_kernel<<<static_cast<unsigned>(N), block_threads, 0, stream()>>>(out, inp, rows, C);
     SIMNPO_CUDA_LAUNCHED("scatter_add_rows_kernel");
 }
 
