@@ -6,7 +6,7 @@
 #   tests/gpu/run.sh [BUILD_DIR]        build into BUILD_DIR (default build-gpu), then run
 #   tests/gpu/run.sh --prebuilt DIR     run programs already built (DIR/tests, DIR/benchmarks),
 #                                       for a GPU machine without the build's dependencies
-# Environment: ROUNDS (default 2) and REPEATS (default 5) for the benchmark; OUT, if set, a
+# Environment: ROUNDS (default 1) and REPEATS (default 5) for the benchmark; OUT, if set, a
 # directory for the logs and the benchmark's JSON.
 set -u
 cd "$(dirname "$0")/../.."
@@ -45,7 +45,7 @@ fi
 tail -n 5 "$out/cli.log"
 
 echo "== benchmark: simnpo vs eager PyTorch, GPT-2 small training step"
-if python3 benchmarks/compare_cuda.py --build "$build" --rounds "${ROUNDS:-2}" --repeats "${REPEATS:-5}" \
+if python3 benchmarks/compare_cuda.py --build "$build" --rounds "${ROUNDS:-1}" --repeats "${REPEATS:-5}" \
     --json "$out/compare_cuda.json" >"$out/benchmark.txt" 2>"$out/benchmark.log"; then
     benchmark=done
 else
