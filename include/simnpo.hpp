@@ -27,6 +27,8 @@
 #include "simnpo/model/io.hpp"
 #include "simnpo/data/jsonl.hpp"
 #include "simnpo/data/markov.hpp"
+#include "simnpo/tokenizer/unicode.hpp"
+#include "simnpo/tokenizer/bpe.hpp"
 
 #include "simnpo/loss/sequence.hpp"
 #include "simnpo/loss/forget.hpp"

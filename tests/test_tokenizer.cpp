@@ -1,0 +1,250 @@
+#define BOOST_TEST_MODULE tokenizer
+#include <boost/test/unit_test.hpp>
+
+#include <simnpo.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+namespace {
+
+using simnpo::tokenizer::Gpt2Tokenizer;
+using Ids = std::vector<std::int32_t>;
+namespace fs = std::filesystem;
+
+const fs::path gpt2_dir = fs::path(SIMNPO_SHARED_DATA_DIR) / "gpt2-tokenizer";
+
+const Gpt2Tokenizer& gpt2() {
+    static const Gpt2Tokenizer tokenizer = Gpt2Tokenizer::load(gpt2_dir);
+    return tokenizer;
+}
+
+// The reference cases that tests/reference/make_tokenizer_fixture.js wrote.
+const nlohmann::json& reference_cases() {
+    static const nlohmann::json cases =
+        simnpo::read_json_file(fs::path(SIMNPO_FIXTURES_DIR) / "gpt2_tokenizer_cases.json").at("cases");
+    return cases;
+}
+
+// A predicate for BOOST_CHECK_EXCEPTION: the message is one line and holds
+// every one of `parts`.
+auto message_has(std::vector<std::string> parts) {
+    return [parts = std::move(parts)](const simnpo::Error& error) {
+        const std::string message = error.what();
+        BOOST_TEST_MESSAGE("error: " << message);
+        if (message.find('\n') != std::string::npos) return false;
+        for (const auto& part : parts)
+            if (message.find(part) == std::string::npos) return false;
+        return true;
+    };
+}
+
+// A fresh temporary directory, removed with its files.
+struct TempDir {
+    fs::path path;
+    explicit TempDir(const std::string& name)
+        : path(fs::temp_directory_path() / ("simnpo_test_tokenizer_" + name + "_" + std::to_string(::getpid()))) {
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    void write(const std::string& name, std::string_view content) const {
+        std::ofstream(path / name, std::ios::binary) << content;
+    }
+};
+
+// The byte-level spelling of one byte ("Ġ" for the space).
+std::string spelled(unsigned char byte) {
+    std::string out;
+    simnpo::tokenizer::detail::append_utf8(out, simnpo::tokenizer::detail::byte_code_points()[byte]);
+    return out;
+}
+
+// A small vocabulary as JSON: the 256 bytes, then "ab" and "abc", then `extra`.
+std::string small_vocab(const std::string& extra = "") {
+    nlohmann::json vocab = nlohmann::json::object();
+    for (unsigned byte = 0; byte < 256; ++byte) vocab[spelled(static_cast<unsigned char>(byte))] = byte;
+    vocab["ab"] = 256;
+    vocab["abc"] = 257;
+    std::string text = vocab.dump();
+    if (!extra.empty()) text.insert(text.size() - 1, ", " + extra);
+    return text;
+}
+
+// Bytes as a JSON string (escaped, invalid UTF-8 as U+FFFD), for messages.
+std::string show(const std::string& text) {
+    return nlohmann::json(text).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(gpt2_vocabulary_loads) {
+    const auto& tokenizer = gpt2();
+    BOOST_TEST(tokenizer.vocab_size() == 50257u);
+    BOOST_TEST(tokenizer.merge_count() == 50000u);
+    BOOST_TEST(tokenizer.end_of_text_id() == 50256);
+    BOOST_TEST(tokenizer.token_id("<|endoftext|>").value() == 50256);
+    BOOST_TEST(tokenizer.token_id("\xC4\xA0the").value() == 262);  // "Ġthe"
+    BOOST_TEST(tokenizer.token_id("!").value() == 0);
+    BOOST_TEST(!tokenizer.token_id("no such token").has_value());
+    BOOST_TEST(tokenizer.token(262) == "\xC4\xA0the");
+    // The end-of-text token is text to the encoder, as in GPT-2.
+    BOOST_TEST(tokenizer.decode(Ids{50256}) == "<|endoftext|>");
+}
+
+BOOST_AUTO_TEST_CASE(matches_the_reference_encoder_and_round_trips) {
+    const auto& tokenizer = gpt2();
+    const auto& cases = reference_cases();
+    BOOST_TEST_REQUIRE(cases.size() >= 150u);
+    for (const auto& record : cases) {
+        const std::string text = record.at("text").get<std::string>();
+        const Ids expected = record.at("ids").get<Ids>();
+        BOOST_TEST_CONTEXT("text " << show(text)) {
+            const Ids ids = tokenizer.encode(text);
+            BOOST_TEST(ids == expected, boost::test_tools::per_element());
+            BOOST_TEST(tokenizer.decode(ids) == text);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(pretokenizes_as_the_gpt2_pattern) {
+    using simnpo::tokenizer::detail::pretokenize;
+    const auto pieces = [](std::string_view text) {
+        std::vector<std::string> out;
+        for (const auto piece : pretokenize(text)) out.emplace_back(piece);
+        return out;
+    };
+    using Pieces = std::vector<std::string>;
+    BOOST_TEST(pieces("a  b") == (Pieces{"a", " ", " b"}), boost::test_tools::per_element());
+    BOOST_TEST(pieces("a\n b") == (Pieces{"a", "\n", " b"}), boost::test_tools::per_element());
+    BOOST_TEST(pieces("x  ") == (Pieces{"x", "  "}), boost::test_tools::per_element());
+    BOOST_TEST(pieces("I'm ok") == (Pieces{"I", "'m", " ok"}), boost::test_tools::per_element());
+    BOOST_TEST(pieces("I'M") == (Pieces{"I", "'", "M"}), boost::test_tools::per_element());
+    BOOST_TEST(pieces("a1 22!?") == (Pieces{"a", "1", " 22", "!?"}), boost::test_tools::per_element());
+    BOOST_TEST(pieces("caf\xC3\xA9 \xD9\xA3") == (Pieces{"caf\xC3\xA9", " \xD9\xA3"}),
+               boost::test_tools::per_element());
+    // An invalid byte is a symbol: it joins the symbols beside it.
+    BOOST_TEST(pieces("a\xFF!b") == (Pieces{"a", "\xFF!", "b"}), boost::test_tools::per_element());
+    BOOST_TEST(pieces("").empty());
+}
+
+BOOST_AUTO_TEST_CASE(every_byte_and_any_byte_string_round_trips) {
+    const auto& tokenizer = gpt2();
+    for (unsigned byte = 0; byte < 256; ++byte) {
+        const std::string text(1, static_cast<char>(byte));
+        const Ids ids = tokenizer.encode(text);
+        BOOST_TEST(ids.size() == 1u);
+        BOOST_TEST(tokenizer.decode(ids) == text);
+    }
+    // Malformed UTF-8: a stray continuation byte, a truncated sequence, an
+    // overlong form, a surrogate, a value past U+10FFFF, bytes never used.
+    for (const std::string text : {"\x80", "abc\xC3", "\xC3 x", "\xC0\xAF", "\xED\xA0\x80 ok", "\xF4\x90\x80\x80",
+                                   "\xFE\xFF text", "caf\xC3\xA9\xE9 it's", "\xE2\x82", " \xF0\x9F\x98"}) {
+        BOOST_TEST_CONTEXT("text " << show(text)) { BOOST_TEST(tokenizer.decode(tokenizer.encode(text)) == text); }
+    }
+    simnpo::Rng rng(7);
+    for (int round = 0; round < 300; ++round) {
+        std::string text(rng.next_u64() % 48, '\0');
+        for (auto& c : text) c = static_cast<char>(rng.next_u64() % 256);
+        BOOST_TEST_CONTEXT("text " << show(text)) { BOOST_TEST(tokenizer.decode(tokenizer.encode(text)) == text); }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(saves_and_loads_hugging_face_names) {
+    TempDir dir("save");
+    gpt2().save(dir.path);
+    BOOST_TEST(fs::exists(dir.path / "vocab.json"));
+    // The merges file is the same text as GPT-2's vocab.bpe.
+    BOOST_TEST(simnpo::read_file(dir.path / "merges.txt") == simnpo::read_file(gpt2_dir / "vocab.bpe"));
+    const auto loaded = Gpt2Tokenizer::load(dir.path);
+    BOOST_TEST(loaded.vocab_size() == gpt2().vocab_size());
+    BOOST_TEST(loaded.merge_count() == gpt2().merge_count());
+    for (const auto& record : reference_cases()) {
+        const std::string text = record.at("text").get<std::string>();
+        BOOST_TEST(loaded.encode(text) == record.at("ids").get<Ids>(), boost::test_tools::per_element());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(small_vocabulary_from_parts_and_files) {
+    TempDir dir("small");
+    dir.write("vocab.json", small_vocab());
+    dir.write("merges.txt", "#version: 0.2\na b\r\nab c\n\n");
+    const auto tokenizer = Gpt2Tokenizer::load(dir.path);
+    BOOST_TEST(tokenizer.vocab_size() == 258u);
+    BOOST_TEST(tokenizer.encode("abcab abc") == (Ids{257, 256, 32, 257}), boost::test_tools::per_element());
+    BOOST_CHECK_EXCEPTION(tokenizer.end_of_text_id(), simnpo::Error, message_has({"vocab.json", "<|endoftext|>"}));
+
+    std::vector<std::string> tokens;
+    for (unsigned byte = 0; byte < 256; ++byte) tokens.push_back(spelled(static_cast<unsigned char>(byte)));
+    tokens.push_back("ab");
+    const auto parts = Gpt2Tokenizer::from_parts(tokens, {{"a", "b"}});
+    BOOST_TEST(parts.encode("abab") == (Ids{256, 256}), boost::test_tools::per_element());
+    tokens.push_back("ab");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::from_parts(tokens, {}), simnpo::Error, message_has({"\"ab\"", "twice"}));
+}
+
+BOOST_AUTO_TEST_CASE(bad_files_are_one_line_errors_naming_the_file) {
+    TempDir dir("errors");
+    const std::string vocab = (dir.path / "vocab.json").string();
+    const std::string merges = (dir.path / "merges.txt").string();
+
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path / "missing"), simnpo::Error,
+                          message_has({"missing", "vocab.json + merges.txt"}));
+    dir.write("vocab.json", small_vocab());
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({merges, "missing"}));
+
+    dir.write("merges.txt", "#version: 0.2\na b\n");
+    dir.write("vocab.json", "{\"a\": 0,");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({vocab, "not valid JSON"}));
+    dir.write("vocab.json", "[1, 2]");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({vocab, "JSON object"}));
+    dir.write("vocab.json", small_vocab("\"zz\": 300"));
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({vocab, "300", "outside"}));
+    dir.write("vocab.json", small_vocab("\"zz\": 5"));
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({vocab, "id 5"}));
+    dir.write("vocab.json", small_vocab("\"zz\": \"258\""));
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({vocab, "not an integer"}));
+    dir.write("vocab.json", small_vocab("\"\xE2\x82\xAC\": 258"));  // "€" stands for no byte
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({vocab, "byte-level"}));
+    dir.write("vocab.json", R"({"a": 0, "b": 1})");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({vocab, "lacks", "byte 0"}));
+
+    dir.write("vocab.json", small_vocab());
+    for (const auto& [text, line] : std::vector<std::pair<std::string, std::string>>{
+             {"#version: 0.2\na b\nabc\n", ":3:"},
+             {"a b\nab c d\n", ":2:"},
+             {"#version: 0.2\n\na b\n", ":2:"},
+             {"a b\n ab\n", ":2:"},
+             {"a  b\n", ":1:"},
+             {"a b\nab \n", ":2:"}}) {
+        dir.write("merges.txt", text);
+        BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error,
+                              message_has({merges + line, "merge rule"}));
+    }
+    dir.write("merges.txt", "a b\nb c\n");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error,
+                          message_has({merges + ":2:", "\"bc\"", "not in the vocabulary"}));
+    dir.write("merges.txt", "a b\nab x\n");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({merges + ":2:", "\"abx\""}));
+    dir.write("merges.txt", "a b\n\xFF b\n");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error,
+                          message_has({merges + ":2:", "not in the vocabulary"}));
+    dir.write("merges.txt", "a b\na b\n");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error, message_has({merges + ":2:", "twice"}));
+
+    const auto& tokenizer = gpt2();
+    BOOST_CHECK_EXCEPTION(tokenizer.decode(Ids{1, 50257}), simnpo::Error,
+                          message_has({"encoder.json", "50257", "position 1"}));
+    BOOST_CHECK_EXCEPTION(tokenizer.decode(Ids{-1}), simnpo::Error, message_has({"encoder.json", "-1"}));
+    BOOST_CHECK_EXCEPTION(tokenizer.token(-3), simnpo::Error, message_has({"encoder.json", "-3"}));
+}
