@@ -279,3 +279,37 @@ BOOST_AUTO_TEST_CASE(bad_training_flags_are_one_line_errors) {
     BOOST_TEST(run("unlearn --help", scratch).status == 0);
     BOOST_TEST(run("train --help", scratch).status == 0);
 }
+
+BOOST_AUTO_TEST_CASE(tokenize_matches_the_reference_encoder_and_decodes_back) {
+    // Ids from the npm gpt-3-encoder (tests/fixtures/gpt2_tokenizer_cases.json), line by line.
+    const TempDir scratch;
+    const std::string tokenizer = std::string(SIMNPO_SHARED_DATA_DIR) + "/gpt2-tokenizer";
+    const auto cases = simnpo::read_json_file(fixtures + "/gpt2_tokenizer_cases.json").at("cases");
+    std::string text, expected;
+    int lines = 0;
+    for (const auto& c : cases) {
+        const std::string line = c.at("text").get<std::string>();
+        if (line.empty() || line.find_first_of("\r\n") != std::string::npos || lines == 40) continue;
+        text += line + "\n";
+        expected += c.at("ids").dump() + "\n";
+        ++lines;
+    }
+    BOOST_REQUIRE_EQUAL(lines, 40);
+    const std::string input = scratch.write("text.txt", text);
+    auto result = run("tokenize --tokenizer " + tokenizer + " --file " + input, scratch);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(result.output == expected);
+    const std::string ids = scratch.write("ids.jsonl", expected);
+    result = run("tokenize --tokenizer " + tokenizer + " --decode < " + ids, scratch);  // standard input
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(result.output == text);
+
+    check_error(run("tokenize --file " + input, scratch), "--tokenizer");
+    check_error(run("tokenize --tokenizer " + scratch.file("nowhere") + " --file " + input, scratch), "nowhere");
+    const std::string bad = scratch.write("bad.jsonl", "[15496, 995]\n[15496, 1.5]\n");
+    check_error(run("tokenize --tokenizer " + tokenizer + " --decode --file " + bad, scratch), "bad.jsonl:2");
+    const std::string outside = scratch.write("outside.jsonl", "[50257]\n");
+    check_error(run("tokenize --tokenizer " + tokenizer + " --decode --file " + outside, scratch), "outside.jsonl:1");
+    const std::string broken = scratch.write("broken.jsonl", "[1, 2\n");
+    check_error(run("tokenize --tokenizer " + tokenizer + " --decode --file " + broken, scratch), "broken.jsonl:1");
+}

@@ -11,6 +11,7 @@
 #include "args.hpp"
 #include "device.hpp"
 #include "logprobs.hpp"
+#include "tokenize.hpp"
 #include "training.hpp"
 
 namespace {
@@ -25,6 +26,7 @@ commands:
   logprobs   score each example's answer under a model
   train      fine-tune a model on examples (token-mean NLL)
   unlearn    unlearn a forget set (ga, npo, simnpo, dpo; retain none, nll, kl)
+  tokenize   text to GPT-2 token ids and back, one document a line
 
 logprobs, train and unlearn take --device cpu|cuda (default cpu).
 
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
     const std::vector<std::string> rest(words.begin() + 1, words.end());
     try {
         if (words[0] == "init") return run_init(rest);
+        if (words[0] == "tokenize") return simnpo::cli::run_tokenize(rest);
         const bool known = words[0] == "logprobs" || words[0] == "train" || words[0] == "unlearn";
         if (known && simnpo::cli::device_flag(rest) == "cuda") return simnpo::cli::run_on_cuda(words[0], rest);
         if (words[0] == "logprobs") return simnpo::cli::run_logprobs<simnpo::cpu>(rest);
