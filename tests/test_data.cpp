@@ -12,6 +12,8 @@
 
 #include <unistd.h>
 
+#include "support/error_message.hpp"
+
 namespace {
 
 using simnpo::data::Example;
@@ -24,18 +26,7 @@ simnpo::model::Config small_config() {
 
 std::vector<Example> parse(std::string_view text) { return parse_examples(text, small_config(), "data.jsonl"); }
 
-// A predicate for BOOST_CHECK_EXCEPTION: the message is one line and holds
-// every one of `parts`.
-auto message_has(std::vector<std::string> parts) {
-    return [parts = std::move(parts)](const simnpo::Error& error) {
-        const std::string message = error.what();
-        BOOST_TEST_MESSAGE("error: " << message);
-        if (message.find('\n') != std::string::npos) return false;
-        for (const auto& part : parts)
-            if (message.find(part) == std::string::npos) return false;
-        return true;
-    };
-}
+using simnpo::testing::message_has;
 
 // The text, split into JSON Lines with one bad line at line `bad_line` (1-based)
 // among good ones, so that the tests see the line number counted.

@@ -5,13 +5,14 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <unistd.h>
+
+#include "support/error_message.hpp"
+#include "support/temp_dir.hpp"
 
 namespace {
 
@@ -33,35 +34,9 @@ const nlohmann::json& reference_cases() {
     return cases;
 }
 
-// A predicate for BOOST_CHECK_EXCEPTION: the message is one line and holds
-// every one of `parts`.
-auto message_has(std::vector<std::string> parts) {
-    return [parts = std::move(parts)](const simnpo::Error& error) {
-        const std::string message = error.what();
-        BOOST_TEST_MESSAGE("error: " << message);
-        if (message.find('\n') != std::string::npos) return false;
-        for (const auto& part : parts)
-            if (message.find(part) == std::string::npos) return false;
-        return true;
-    };
-}
+using simnpo::testing::message_has;
 
-// A fresh temporary directory, removed with its files.
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& name)
-        : path(fs::temp_directory_path() / ("simnpo_test_tokenizer_" + name + "_" + std::to_string(::getpid()))) {
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    void write(const std::string& name, std::string_view content) const {
-        std::ofstream(path / name, std::ios::binary) << content;
-    }
-};
+using simnpo::testing::TempDir;
 
 // The byte-level spelling of one byte ("Ġ" for the space).
 std::string spelled(unsigned char byte) {
@@ -161,7 +136,7 @@ BOOST_AUTO_TEST_CASE(every_byte_and_any_byte_string_round_trips) {
 }
 
 BOOST_AUTO_TEST_CASE(saves_and_loads_hugging_face_names) {
-    TempDir dir("save");
+    TempDir dir;
     gpt2().save(dir.path);
     BOOST_TEST(fs::exists(dir.path / "vocab.json"));
     // The merges file is the same text as GPT-2's vocab.bpe.
@@ -176,7 +151,7 @@ BOOST_AUTO_TEST_CASE(saves_and_loads_hugging_face_names) {
 }
 
 BOOST_AUTO_TEST_CASE(small_vocabulary_from_parts_and_files) {
-    TempDir dir("small");
+    TempDir dir;
     dir.write("vocab.json", small_vocab());
     dir.write("merges.txt", "#version: 0.2\na b\r\nab c\n\n");
     const auto tokenizer = Gpt2Tokenizer::load(dir.path);
@@ -194,7 +169,7 @@ BOOST_AUTO_TEST_CASE(small_vocabulary_from_parts_and_files) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_files_are_one_line_errors_naming_the_file) {
-    TempDir dir("errors");
+    TempDir dir;
     const std::string vocab = (dir.path / "vocab.json").string();
     const std::string merges = (dir.path / "merges.txt").string();
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include <simnpo/cuda.hpp>
+
+#include "support/temp_dir.hpp"
 
 namespace {
 
@@ -262,11 +262,10 @@ BOOST_AUTO_TEST_CASE(save_and_load_round_trip_through_the_gpu) {
     const auto config = small_config();
     const CpuModel cpu = random_model(config, 23);
     const GpuModel gpu = to_gpu(cpu);
-    const auto dir = std::filesystem::temp_directory_path() / ("simnpo-cuda-parity-" + std::to_string(::getpid()));
-    simnpo::model::save(gpu, dir);
-    const auto loaded = simnpo::model::load<simnpo::cuda, float>(dir);
+    const simnpo::testing::TempDir dir;
+    simnpo::model::save(gpu, dir.path);
+    const auto loaded = simnpo::model::load<simnpo::cuda, float>(dir.path);
     BOOST_TEST(host(loaded, loaded.params()) == std::vector<float>(cpu.params().begin(), cpu.params().end()));
-    std::filesystem::remove_all(dir);
 }
 
 int main(int argc, char** argv) {
