@@ -25,10 +25,13 @@
 #include "simnpo/model/init.hpp"
 #include "simnpo/model/safetensors.hpp"
 #include "simnpo/model/io.hpp"
-#include "simnpo/data/jsonl.hpp"
-#include "simnpo/data/markov.hpp"
+#include "simnpo/model/generate.hpp"
 #include "simnpo/tokenizer/unicode.hpp"
 #include "simnpo/tokenizer/bpe.hpp"
+#include "simnpo/tokenizer/train.hpp"
+#include "simnpo/data/text.hpp"
+#include "simnpo/data/jsonl.hpp"
+#include "simnpo/data/markov.hpp"
 
 #include "simnpo/loss/sequence.hpp"
 #include "simnpo/loss/forget.hpp"
@@ -48,5 +51,8 @@
 #include "simnpo/train/callbacks.hpp"
 
 #include "simnpo/eval/divergence.hpp"
+#include "simnpo/eval/ks_test.hpp"
+#include "simnpo/eval/rouge.hpp"
+#include "simnpo/eval/tofu.hpp"
 
 #undef SIMNPO_UMBRELLA_INCLUDE

@@ -153,8 +153,8 @@ BOOST_AUTO_TEST_CASE(broken_json_names_line_and_column) {
 
 BOOST_AUTO_TEST_CASE(a_line_that_is_not_an_object_is_an_error) {
     BOOST_CHECK_EXCEPTION(parse(with_bad_line(2, "[1, 2]")), simnpo::Error,
-                          message_has({"data.jsonl:2: expected a JSON object with 'prompt_ids' and "
-                                       "'answer_ids', got an array"}));
+                          message_has({"data.jsonl:2: expected a JSON object with 'prompt_ids' and 'answer_ids' or "
+                                       "'question' and 'answer', got an array"}));
     BOOST_CHECK_EXCEPTION(parse(with_bad_line(3, "42")), simnpo::Error,
                           message_has({"data.jsonl:3: expected a JSON object", "got 42"}));
     BOOST_CHECK_EXCEPTION(parse(with_bad_line(4, R"("text")")), simnpo::Error,
@@ -294,4 +294,77 @@ BOOST_AUTO_TEST_CASE(make_batch_pads_and_scores_answer_tokens_only) {
             BOOST_TEST(batch.targets(b, t) == targets[b][t], "targets(" << b << ", " << t << ")");
         }
     BOOST_TEST(batch.lengths == (std::vector<std::int64_t>{4, 3}), boost::test_tools::per_element());
+}
+
+// Text examples (DESIGN §5) with GPT-2's tokenizer. The expected ids are the
+// reference encoder's (node, gpt-3-encoder@1.1.4, as in test_tokenizer):
+//   encode("Question: Who wrote Hamlet?\nAnswer: ") and encode("William Shakespeare wrote it.")
+namespace {
+
+const simnpo::tokenizer::Gpt2Tokenizer& gpt2() {
+    static const auto tokenizer =
+        simnpo::tokenizer::Gpt2Tokenizer::load(std::filesystem::path(SIMNPO_SHARED_DATA_DIR) / "gpt2-tokenizer");
+    return tokenizer;
+}
+
+simnpo::model::Config gpt2_config() {
+    return {.vocab_size = 50257, .n_positions = 64, .n_embd = 8, .n_layer = 1, .n_head = 2};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(text_examples_use_the_prompt_template_and_end_the_answer_with_end_of_text) {
+    const simnpo::data::TextFormat format(gpt2());
+    const auto examples = parse_examples(
+        R"({"question": "Who wrote Hamlet?", "answer": "William Shakespeare wrote it."})"
+        "\n"
+        R"({"prompt_ids": [1, 2], "answer_ids": [3], "question": "ignored: ids win"})"
+        "\n",
+        gpt2_config(), "text.jsonl", &format);
+    BOOST_TEST_REQUIRE(examples.size() == 2u);
+    BOOST_TEST(examples[0].prompt_ids == (Ids{24361, 25, 5338, 2630, 4345, 1616, 30, 198, 33706, 25, 220}),
+               boost::test_tools::per_element());
+    BOOST_TEST(examples[0].answer_ids == (Ids{17121, 22197, 2630, 340, 13, 50256}), boost::test_tools::per_element());
+    BOOST_TEST(examples[1].prompt_ids == (Ids{1, 2}), boost::test_tools::per_element());
+
+    // Every {question} is replaced; here the template's own " Who?" follows it:
+    // encode("Q: Who wrote Hamlet? Who?\nA:") by the reference encoder.
+    const simnpo::data::TextFormat custom(gpt2(), "Q: {question} Who?\nA:");
+    BOOST_TEST(custom.prompt_ids("Who wrote Hamlet?") == (Ids{48, 25, 5338, 2630, 4345, 1616, 30, 5338, 30, 198, 32, 25}),
+               boost::test_tools::per_element());
+    const simnpo::data::TextFormat twice(gpt2(), "{question}|{question}");
+    BOOST_TEST(twice.prompt("ab") == "ab|ab");
+    BOOST_CHECK_EXCEPTION(simnpo::data::TextFormat(gpt2(), "Q: {questio}\nA:"), simnpo::Error,
+                          message_has({"prompt template \"Q: {questio}\\nA:\" has no {question}"}));
+}
+
+BOOST_AUTO_TEST_CASE(bad_text_examples_name_the_file_and_line) {
+    const simnpo::data::TextFormat format(gpt2());
+    const auto parse_text = [&](const std::string& bad) {
+        return parse_examples(R"({"question": "q", "answer": "a"})"
+                              "\n" + bad + "\n",
+                              gpt2_config(), "text.jsonl", &format);
+    };
+    BOOST_CHECK_EXCEPTION(parse_text(R"({"question": "q", "answer": ""})"), simnpo::Error,
+                          message_has({"text.jsonl:2: 'answer' is empty"}));
+    BOOST_CHECK_EXCEPTION(parse_text(R"({"question": 3, "answer": "a"})"), simnpo::Error,
+                          message_has({"text.jsonl:2: 'question' must be a string, got 3"}));
+    BOOST_CHECK_EXCEPTION(parse_text(R"({"answer": "a"})"), simnpo::Error,
+                          message_has({"text.jsonl:2: missing key 'question'"}));
+    std::string long_question;
+    for (int i = 0; i < 70; ++i) long_question += " word";  // one token each
+    BOOST_CHECK_EXCEPTION(parse_text(R"({"question": ")" + long_question + R"(", "answer": "a"})"),
+                          simnpo::Error, message_has({"text.jsonl:2: sequence of", "longer than n_positions = 64"}));
+    // A vocabulary smaller than the tokenizer's: ids out of range, named.
+    BOOST_CHECK_EXCEPTION(parse_examples(R"({"question": "q", "answer": "a"})", small_config(), "text.jsonl", &format),
+                          simnpo::Error, message_has({"text.jsonl:1: token id", "outside the vocabulary [0, 50)"}));
+}
+
+BOOST_AUTO_TEST_CASE(text_refusals_end_with_end_of_text) {
+    const simnpo::data::TextFormat format(gpt2());
+    const auto refusals = simnpo::data::parse_refusals(R"({"answer": "I don't know."})", gpt2_config(), "idk.jsonl", &format);
+    BOOST_TEST_REQUIRE(refusals.size() == 1u);
+    BOOST_TEST(refusals[0] == (Ids{40, 836, 470, 760, 13, 50256}), boost::test_tools::per_element());
+    BOOST_CHECK_EXCEPTION(simnpo::data::parse_refusals(R"({"answer": "I don't know."})", gpt2_config(), "idk.jsonl"),
+                          simnpo::Error, message_has({"idk.jsonl:1: text answers ('answer') need a tokenizer"}));
 }

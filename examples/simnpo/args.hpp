@@ -40,6 +40,7 @@ public:
     }
 
     bool help() const { return help_; }
+    const std::string& command() const { return command_; }
     bool has(const std::string& flag) const { return values_.contains(flag) || switches_.contains(flag); }
 
     std::string required(const std::string& flag) const {

@@ -13,12 +13,14 @@
 
 #include "args.hpp"
 #include "device.hpp"
+#include "text.hpp"
 
 namespace simnpo::cli {
 
 constexpr const char* logprobs_usage = R"(usage: simnpo logprobs --model DIR --data D.jsonl --out O.jsonl [flags]
 
-For each example of D.jsonl ({"prompt_ids": [...], "answer_ids": [...]} per line)
+For each example of D.jsonl ({"prompt_ids": [...], "answer_ids": [...]} or
+{"question": "...", "answer": "..."} per line)
 writes one line to O.jsonl, in order: {"logprob": l, "n_tokens": n}, where l is
 the sum of log pi(y_t | x, y_<t) over the n answer tokens.
 
@@ -34,9 +36,9 @@ the sum of log pi(y_t | x, y_<t) over the n answer tokens.
 
 template <class Backend, class Scalar>
 std::string score(const std::filesystem::path& model_dir, const std::filesystem::path& data_path,
-                  std::size_t batch_size, Backend backend) {
+                  std::size_t batch_size, Backend backend, const data::TextFormat* format) {
     auto model = simnpo::model::load<Backend, Scalar>(model_dir, backend);
-    const auto examples = simnpo::data::read_jsonl(data_path, model.config());
+    const auto examples = simnpo::data::read_jsonl(data_path, model.config(), format);
     std::string lines;
     for (std::size_t first = 0; first < examples.size(); first += batch_size) {
         const auto chunk = std::span(examples).subspan(first, std::min(batch_size, examples.size() - first));
@@ -53,9 +55,11 @@ std::string score(const std::filesystem::path& model_dir, const std::filesystem:
 template <class Backend>
 int run_logprobs(const std::vector<std::string>& words) {
     const Args args("simnpo logprobs", words,
-                    {"--model", "--data", "--out", "--batch-size", "--dtype", "--threads", "--device"}, {"--tf32"});
+                    {"--model", "--data", "--out", "--batch-size", "--dtype", "--threads", "--device", "--tokenizer",
+                     "--prompt-template"},
+                    {"--tf32"});
     if (args.help()) {
-        std::cout << logprobs_usage;
+        std::cout << logprobs_usage << text_flags;
         return 0;
     }
     const std::filesystem::path model_dir = args.required("--model");
@@ -68,12 +72,14 @@ int run_logprobs(const std::vector<std::string>& words) {
     if (args.has("--tf32") && !on_gpu) fail("simnpo logprobs: --tf32 applies to --device cuda only");
     const Backend backend = make_backend<Backend>(args.has("--tf32"));
     if (args.has("--threads")) simnpo::set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
+    const TextInput text(args, model_dir);
+    const auto* format = text.format();
     std::string lines;
     if constexpr (std::is_same_v<Backend, simnpo::cpu>)
-        lines = dtype == "float" ? score<Backend, float>(model_dir, data_path, batch_size, backend)
-                                 : score<Backend, double>(model_dir, data_path, batch_size, backend);
+        lines = dtype == "float" ? score<Backend, float>(model_dir, data_path, batch_size, backend, format)
+                                 : score<Backend, double>(model_dir, data_path, batch_size, backend, format);
     else
-        lines = score<Backend, float>(model_dir, data_path, batch_size, backend);
+        lines = score<Backend, float>(model_dir, data_path, batch_size, backend, format);
     simnpo::write_file_atomic(out, lines);
     return 0;
 }

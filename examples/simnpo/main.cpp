@@ -10,6 +10,7 @@
 
 #include "args.hpp"
 #include "device.hpp"
+#include "evaluate.hpp"
 #include "logprobs.hpp"
 #include "tokenize.hpp"
 #include "training.hpp"
@@ -26,6 +27,8 @@ commands:
   logprobs   score each example's answer under a model
   train      fine-tune a model on examples (token-mean NLL)
   unlearn    unlearn a forget set (ga, npo, simnpo, dpo; retain none, nll, kl)
+  eval       benchmark metrics (TOFU: probability, truth ratio, ROUGE-L, forget quality, utility)
+  generate   greedy answers to questions
   tokenize   text to GPT-2 token ids and back, one document a line
 
 logprobs, train and unlearn take --device cpu|cuda (default cpu).
@@ -73,6 +76,8 @@ int main(int argc, char** argv) {
     try {
         if (words[0] == "init") return run_init(rest);
         if (words[0] == "tokenize") return simnpo::cli::run_tokenize(rest);
+        if (words[0] == "eval") return simnpo::cli::run_eval(rest);
+        if (words[0] == "generate") return simnpo::cli::run_generate(rest);
         const bool known = words[0] == "logprobs" || words[0] == "train" || words[0] == "unlearn";
         if (known && simnpo::cli::device_flag(rest) == "cuda") return simnpo::cli::run_on_cuda(words[0], rest);
         if (words[0] == "logprobs") return simnpo::cli::run_logprobs<simnpo::cpu>(rest);

@@ -15,6 +15,7 @@
 
 #include "args.hpp"
 #include "device.hpp"
+#include "text.hpp"
 
 namespace simnpo::cli {
 
@@ -46,7 +47,7 @@ Fine-tunes the model on D.jsonl with the token-mean NLL of the answers and write
 the result to DIR2 (a model directory).
 
   --model DIR              model directory to start from
-  --data D.jsonl           training examples ({"prompt_ids", "answer_ids"} lines)
+  --data D.jsonl           training examples ({"prompt_ids", "answer_ids"} or {"question", "answer"} lines)
   --out DIR2               where the trained model (and checkpoints) go
 )";
 
@@ -65,7 +66,7 @@ loss, one retain batch (the retain set is cycled). Writes the result to DIR2.
   --forget-weight W        w_f in L = w_f L_forget + w_r L_retain (default 1)
   --retain-weight W        w_r (default 1)
   --reference DIR          the frozen reference model for npo, dpo and kl (default: --model)
-  --refusals R.jsonl       dpo's refusal answers, {"answer_ids": [...]} lines
+  --refusals R.jsonl       dpo's refusal answers, {"answer_ids": [...]} or {"answer": "..."} lines
   --out DIR2               where the unlearned model (and checkpoints) go
 )";
 
@@ -74,7 +75,8 @@ namespace detail {
 inline const std::set<std::string> training_valued = {
     "--model", "--out", "--steps", "--epochs", "--batch-size", "--grad-accum", "--optimizer", "--lr",
     "--weight-decay", "--momentum", "--adam-beta1", "--adam-beta2", "--adam-eps", "--max-grad-norm",
-    "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--log", "--device"};
+    "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--log", "--device",
+    "--tokenizer", "--prompt-template"};
 
 // The flags train and unlearn share, validated.
 struct Training {
@@ -160,16 +162,18 @@ int run_train(const std::vector<std::string>& words) {
     valued.insert("--data");
     const Args args("simnpo train", words, valued, {"--tf32"});
     if (args.help()) {
-        std::cout << train_usage << training_flags;
+        std::cout << train_usage << training_flags << text_flags;
         return 0;
     }
     const detail::Training t = detail::parse_training(args, 5e-5, "simnpo train");
     const std::filesystem::path data_path = args.required("--data");
     auto model = model::load<Backend, float>(t.model_dir, make_backend<Backend>(t.tf32));
-    const auto examples = data::read_jsonl(data_path, model.config());
+    const TextInput text(args, t.model_dir);
+    const auto examples = data::read_jsonl(data_path, model.config(), text.format());
     loss::NoReference none;
     const auto summary = detail::run_loop(model, none, loss::Objective<loss::NLL>{}, t, examples, {});
     model::save(model, t.out);
+    text.save_into(t.out);
     detail::report(summary, t.out);
     return 0;
 }
@@ -181,7 +185,7 @@ int run_unlearn(const std::vector<std::string>& words) {
                    "--retain-weight", "--reference", "--refusals"});
     const Args args("simnpo unlearn", words, valued, {"--tf32"});
     if (args.help()) {
-        std::cout << unlearn_usage << training_flags;
+        std::cout << unlearn_usage << training_flags << text_flags;
         return 0;
     }
     const detail::Training t = detail::parse_training(args, 1e-5, "simnpo unlearn");
@@ -208,9 +212,11 @@ int run_unlearn(const std::vector<std::string>& words) {
 
     using Model = model::Gpt<Backend, float>;
     Model model = model::load<Backend, float>(t.model_dir, make_backend<Backend>(t.tf32));
-    const auto forget = data::read_jsonl(args.required("--forget"), model.config());
-    const auto retain = args.has("--retain") ? data::read_jsonl(args.required("--retain"), model.config())
-                                             : std::vector<data::Example>{};
+    const TextInput text(args, t.model_dir);
+    const auto forget = data::read_jsonl(args.required("--forget"), model.config(), text.format());
+    const auto retain = args.has("--retain")
+                            ? data::read_jsonl(args.required("--retain"), model.config(), text.format())
+                            : std::vector<data::Example>{};
 
     // The reference is loaded before anything changes the model: --resume
     // loads the checkpoint into the model inside the loop.
@@ -244,8 +250,10 @@ int run_unlearn(const std::vector<std::string>& words) {
     if (forget_loss == "ga") summary = with_retain(loss::GradAscent{});
     else if (forget_loss == "npo") summary = with_retain(loss::NPO({.beta = beta}));
     else if (forget_loss == "simnpo") summary = with_retain(loss::SimNPO({.beta = beta, .gamma = gamma}));
-    else summary = with_retain(loss::DPO(data::read_refusals(args.required("--refusals"), model.config()), {.beta = beta}));
+    else summary = with_retain(loss::DPO(data::read_refusals(args.required("--refusals"), model.config(), text.format()),
+                                         {.beta = beta}));
     model::save(model, t.out);
+    text.save_into(t.out);
     detail::report(summary, t.out);
     return 0;
 }

@@ -15,6 +15,7 @@
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/file.hpp"
 #include "simnpo/data/example.hpp"
+#include "simnpo/data/text.hpp"
 #include "simnpo/model/config.hpp"
 
 namespace simnpo::data {
@@ -113,14 +114,33 @@ inline std::vector<std::int32_t> token_ids(const json& object, const char* key, 
     return ids;
 }
 
-// One example of the ids form, checked against the model.
-inline Example example_from_json(const json& value, const model::Config& config, const std::string& where) {
+// The string under `key`; Error unless it is a non-empty string.
+inline const std::string& text_field(const json& object, const char* key, const std::string& where) {
+    const auto it = object.find(key);
+    if (it == object.end()) fail(where, ": missing key '", key, "'");
+    if (!it->is_string()) fail(where, ": '", key, "' must be a string, got ", describe(*it));
+    const auto& text = it->get_ref<const std::string&>();
+    if (text.empty()) fail(where, ": '", key, "' is empty");
+    return text;
+}
+
+// One example, of the ids form or (given a text format) the text form,
+// checked against the model.
+inline Example example_from_json(const json& value, const model::Config& config, const std::string& where,
+                                 const TextFormat* text) {
     if (!value.is_object())
-        fail(where, ": expected a JSON object with 'prompt_ids' and 'answer_ids', got ", describe(value));
-    if (!value.contains("prompt_ids") && !value.contains("answer_ids") &&
-        (value.contains("question") || value.contains("answer")))
-        fail(where, ": text examples ('question'/'answer') need a tokenizer; use 'prompt_ids'/'answer_ids'");
-    Example example{token_ids(value, "prompt_ids", where), token_ids(value, "answer_ids", where)};
+        fail(where, ": expected a JSON object with 'prompt_ids' and 'answer_ids' or 'question' and 'answer', got ",
+             describe(value));
+    // Ids, when present, are used as given; text fields beside them are ignored.
+    const bool has_ids = value.contains("prompt_ids") || value.contains("answer_ids");
+    Example example;
+    if (!has_ids && (value.contains("question") || value.contains("answer"))) {
+        if (text == nullptr)
+            fail(where, ": text examples ('question'/'answer') need a tokenizer; use 'prompt_ids'/'answer_ids'");
+        example = text->example(text_field(value, "question", where), text_field(value, "answer", where));
+    } else {
+        example = {token_ids(value, "prompt_ids", where), token_ids(value, "answer_ids", where)};
+    }
     check_example(example, config, where);
     return example;
 }
@@ -171,27 +191,31 @@ void for_each_record(std::string_view text, const std::string& where, Record&& r
 
 // The examples of a JSON Lines text (DESIGN §5), or of a JSON array of
 // objects; errors read "<where>:<line>: ..." or "<where>: element <n>: ...".
+// Text examples need `format`.
 inline std::vector<Example> parse_examples(std::string_view text, const model::Config& config,
-                                           const std::string& where) {
+                                           const std::string& where, const TextFormat* format = nullptr) {
     std::vector<Example> examples;
     detail::for_each_record(text, where, [&](const detail::json& value, const std::string& at) {
-        examples.push_back(detail::example_from_json(value, config, at));
+        examples.push_back(detail::example_from_json(value, config, at, format));
     });
     if (examples.empty()) fail(where, ": no examples");
     return examples;
 }
 
 // Refusal answers for DPO ("I don't know" style), one {"answer_ids": [...]}
-// per line, each checked against the vocabulary (text answers need the tokenizer).
+// or (given a text format) {"answer": "..."} per line, each checked against
+// the vocabulary.
 inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view text, const model::Config& config,
-                                                             const std::string& where) {
+                                                             const std::string& where,
+                                                             const TextFormat* format = nullptr) {
     std::vector<std::vector<std::int32_t>> answers;
     detail::for_each_record(text, where, [&](const detail::json& value, const std::string& at) {
         if (!value.is_object()) fail(at, ": expected a JSON object with 'answer_ids', got ", detail::describe(value));
-        if (!value.contains("answer_ids") && value.contains("answer"))
-            fail(at, ": text answers ('answer') need a tokenizer; use 'answer_ids'");
+        const bool is_text = !value.contains("answer_ids") && value.contains("answer");
+        if (is_text && format == nullptr) fail(at, ": text answers ('answer') need a tokenizer; use 'answer_ids'");
         // A refusal is scored after a forget prompt: check it as an answer to a one-token prompt.
-        Example example{{0}, detail::token_ids(value, "answer_ids", at)};
+        Example example{{0}, is_text ? format->answer_ids(detail::text_field(value, "answer", at))
+                                     : detail::token_ids(value, "answer_ids", at)};
         check_example(example, config, at);
         answers.push_back(std::move(example.answer_ids));
     });
@@ -200,13 +224,21 @@ inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view te
 }
 
 inline std::vector<std::vector<std::int32_t>> read_refusals(const std::filesystem::path& path,
-                                                            const model::Config& config) {
-    return parse_refusals(read_file(path), config, path.string());
+                                                            const model::Config& config,
+                                                            const TextFormat* format = nullptr) {
+    return parse_refusals(read_file(path), config, path.string(), format);
 }
 
 // The examples of a JSON Lines (or JSON array) file; errors name the file.
-inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const model::Config& config) {
-    return parse_examples(read_file(path), config, path.string());
+// Text examples need `format`.
+inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const model::Config& config,
+                                       const TextFormat* format = nullptr) {
+    return parse_examples(read_file(path), config, path.string(), format);
+}
+
+inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const model::Config& config,
+                                       const TextFormat& format) {
+    return read_jsonl(path, config, &format);
 }
 
 }  // namespace simnpo::data

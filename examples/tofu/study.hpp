@@ -1,0 +1,252 @@
+// The TOFU study's parts: settings, the cached tokenizer and models, the
+// unlearning methods, and the table.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <simnpo.hpp>
+
+namespace study {
+
+namespace fs = std::filesystem;
+namespace sl = simnpo::loss;
+using Model = simnpo::model::Gpt<simnpo::cpu, float>;
+using simnpo::data::Example;
+using nlohmann::json;
+
+struct Settings {
+    std::string split = "forget10";
+    std::size_t vocab_size = 4096;  // BPE trained on full.jsonl's questions and answers
+    std::int64_t n_embd = 192, n_layer = 4, n_head = 6, n_positions = 256;
+    // The target (full) and retain (retain90) models, from GPT-2's initialisation.
+    std::int64_t train_epochs = 30, train_batch = 16;
+    double train_lr = 2e-3;
+    // Subsets (0: all) of full.jsonl's leading rows used as the retain data, for the quick run.
+    std::size_t retain_rows = 0;
+    // Unlearning: epochs over the forget set, one forget and one retain batch a step.
+    std::int64_t unlearn_epochs = 5, unlearn_batch = 16;
+    double unlearn_lr = 1e-4;
+    double npo_beta = 0.1, simnpo_beta = 2.5, simnpo_gamma = 0.0, retain_weight = 1.0;
+    std::int64_t max_new_tokens = 200;
+    std::uint64_t seed = 0;
+
+    static Settings quick() {
+        Settings s;
+        s.split = "forget01";
+        s.vocab_size = 1024;
+        s.n_embd = 64;
+        s.n_layer = 2;
+        s.n_head = 2;
+        s.n_positions = 384;
+        s.train_epochs = 12;
+        s.train_lr = 3e-3;
+        s.retain_rows = 200;
+        s.unlearn_epochs = 5;
+        s.unlearn_batch = 8;
+        s.unlearn_lr = 5e-4;
+        s.max_new_tokens = 40;
+        return s;
+    }
+
+    json tokenizer_json() const { return {{"vocab_size", vocab_size}, {"corpus", "full.jsonl"}}; }
+    json model_json() const {
+        return {{"n_embd", n_embd}, {"n_layer", n_layer}, {"n_head", n_head}, {"n_positions", n_positions}};
+    }
+    json training_json() const {
+        return {{"epochs", train_epochs}, {"batch_size", train_batch}, {"lr", train_lr}, {"schedule", "cosine"},
+                {"seed", seed}};
+    }
+    json unlearning_json() const {
+        return {{"epochs", unlearn_epochs}, {"batch_size", unlearn_batch}, {"lr", unlearn_lr},
+                {"npo_beta", npo_beta},     {"simnpo_beta", simnpo_beta},     {"simnpo_gamma", simnpo_gamma},
+                {"retain_weight", retain_weight}, {"seed", seed}};
+    }
+    json to_json() const {
+        return {{"split", split},           {"tokenizer", tokenizer_json()}, {"model", model_json()},
+                {"training", training_json()}, {"retain_rows", retain_rows}, {"unlearning", unlearning_json()},
+                {"max_new_tokens", max_new_tokens}};
+    }
+};
+
+// A name for settings that is the same in every build: FNV-1a of their JSON.
+inline std::string hash_of(const json& key) {
+    std::uint64_t fnv1a = 0xcbf29ce484222325ull;
+    for (const unsigned char c : key.dump()) fnv1a = (fnv1a ^ c) * 0x100000001b3ull;
+    char hash[17];
+    std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a));
+    return hash;
+}
+
+// A TOFU file's {"question", "answer"} pairs, as they are.
+inline std::vector<std::pair<std::string, std::string>> read_pairs(const fs::path& path) {
+    std::vector<std::pair<std::string, std::string>> pairs;
+    simnpo::data::detail::for_each_record(simnpo::read_file(path), path.string(), [&](const json& value, const std::string& at) {
+        if (!value.is_object()) simnpo::fail(at, ": expected a JSON object");
+        pairs.emplace_back(simnpo::data::detail::text_field(value, "question", at),
+                           simnpo::data::detail::text_field(value, "answer", at));
+    });
+    return pairs;
+}
+
+// The BPE vocabulary, trained on full.jsonl's questions and answers (and the
+// prompt template), or loaded from the cache.
+inline simnpo::tokenizer::Gpt2Tokenizer tokenizer(const fs::path& data, const Settings& s, const fs::path& cache,
+                                                 std::FILE* log) {
+    const fs::path dir = cache / ("tokenizer-" + hash_of(s.tokenizer_json()));
+    if (fs::exists(dir / "vocab.json")) {
+        std::fprintf(log, "tokenizer: loaded from %s\n", dir.c_str());
+        return simnpo::tokenizer::Gpt2Tokenizer::load(dir);
+    }
+    std::vector<std::string> corpus{std::string(simnpo::data::default_prompt_template)};
+    for (auto& [question, answer] : read_pairs(data / "full.jsonl")) {
+        corpus.push_back(std::move(question));
+        corpus.push_back(std::move(answer));
+    }
+    auto trained = simnpo::tokenizer::train_bpe(corpus, {.vocab_size = s.vocab_size});
+    fs::create_directories(dir);
+    trained.save(dir);
+    std::fprintf(log, "tokenizer: %zu tokens trained on full.jsonl, saved to %s\n", trained.vocab_size(), dir.c_str());
+    return trained;
+}
+
+// The compact GPT of the settings, over the tokenizer's vocabulary.
+inline simnpo::model::Config model_config(const Settings& s, const simnpo::tokenizer::Gpt2Tokenizer& tokenizer) {
+    simnpo::model::Config config;
+    config.vocab_size = static_cast<std::int64_t>(tokenizer.vocab_size());
+    config.n_positions = s.n_positions;
+    config.n_embd = s.n_embd;
+    config.n_layer = s.n_layer;
+    config.n_head = s.n_head;
+    config.validate("tofu_study");
+    return config;
+}
+
+inline Model copy_of(const Model& model) {
+    Model copy(model.config());
+    copy.params() = model.params();
+    return copy;
+}
+
+// A model trained from GPT-2's initialisation on `examples`, or the one a
+// previous run cached with the same settings; its directory carries the tokenizer.
+inline Model trained_model(const std::string& name, const std::vector<Example>& examples,
+                           const simnpo::data::TextFormat& format, const Settings& s, const fs::path& cache,
+                           std::FILE* log) {
+    const json key = {{"name", name},
+                      {"rows", examples.size()},
+                      {"tokenizer", s.tokenizer_json()},
+                      {"model", s.model_json()},
+                      {"training", s.training_json()}};
+    const fs::path dir = cache / (name + "-" + hash_of(key));
+    if (fs::exists(dir / "config.json")) {
+        Model model = simnpo::model::load<simnpo::cpu, float>(dir);
+        if (model.config().extra.value("tofu_study", json()) != key)
+            simnpo::fail(dir.string(), ": the cached model was trained with other settings; delete the directory");
+        std::fprintf(log, "%s model: loaded from %s\n", name.c_str(), dir.c_str());
+        return model;
+    }
+    simnpo::model::Config config = model_config(s, format.tokenizer());
+    config.extra = {{"tofu_study", key}};
+    Model model(config);
+    simnpo::model::init_gpt2(model, s.seed);
+    std::fprintf(log, "%s model: training on %zu examples, %lld epochs\n", name.c_str(), examples.size(),
+                 static_cast<long long>(s.train_epochs));
+    const auto started = std::chrono::steady_clock::now();
+    simnpo::train::Options options;
+    options.epochs = s.train_epochs;
+    options.batch_size = s.train_batch;
+    options.seed = s.seed;
+    options.schedule = simnpo::optim::ScheduleKind::cosine;
+    options.warmup_steps = 50;
+    simnpo::train::train(model, simnpo::optim::AdamW({.lr = s.train_lr}), examples, options,
+                         simnpo::train::ProgressBar(0, log));
+    simnpo::model::save(model, dir);
+    format.tokenizer().save(dir);
+    std::fprintf(log, "%s model: trained in %.0f s, saved to %s\n", name.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), dir.c_str());
+    return model;
+}
+
+// The six methods of the paper's TOFU table.
+inline const std::vector<std::string>& methods() {
+    static const std::vector<std::string> names = {"GA", "GradDiff", "NPO", "NPO+GD", "SimNPO", "SimNPO+GD"};
+    return names;
+}
+
+// `target` unlearned with `method` on forget (and retain, for the +GD methods).
+inline Model unlearned(const std::string& method, const Model& target, const std::vector<Example>& forget,
+                       const std::vector<Example>& retain, const Settings& s, std::FILE* log) {
+    Model model = copy_of(target);
+    simnpo::train::Options options;
+    options.epochs = s.unlearn_epochs;
+    options.batch_size = s.unlearn_batch;
+    options.seed = s.seed;
+    const simnpo::optim::AdamW adamw({.lr = s.unlearn_lr});
+    const sl::ObjectiveWeights weights{1.0, s.retain_weight};
+    const bool with_retain = method == "GradDiff" || method.ends_with("+GD");
+    const std::vector<Example> none;
+    const auto& retain_set = with_retain ? retain : none;
+    const auto run = [&](const auto& objective) {
+        using Objective = std::remove_cvref_t<decltype(objective)>;
+        if constexpr (Objective::needs_reference) {
+            sl::FrozenReference<Model> reference(target);
+            simnpo::train::unlearn(model, reference, objective, adamw, forget, retain_set, options,
+                                   simnpo::train::ProgressBar(0, log));
+        } else {
+            sl::NoReference reference;
+            simnpo::train::unlearn(model, reference, objective, adamw, forget, retain_set, options,
+                                   simnpo::train::ProgressBar(0, log));
+        }
+    };
+    const auto forget_with = [&](const auto& forget_term) {
+        using Forget = std::remove_cvref_t<decltype(forget_term)>;
+        if (with_retain) run(sl::Objective<Forget, sl::NLL>(forget_term, sl::NLL{}, weights));
+        else run(sl::Objective<Forget>(forget_term, sl::NoRetain{}, weights));
+    };
+    if (method.starts_with("GA") || method == "GradDiff") forget_with(sl::GradAscent{});
+    else if (method.starts_with("NPO")) forget_with(sl::NPO({.beta = s.npo_beta}));
+    else forget_with(sl::SimNPO({.beta = s.simnpo_beta, .gamma = s.simnpo_gamma}));
+    return model;
+}
+
+// One row of the table: a model's aggregates, from its report's JSON.
+struct Row {
+    std::string name;
+    json aggregates;
+    double seconds = 0.0;  // unlearning wall time (0 for the trained models)
+};
+
+inline std::string table(const std::vector<Row>& rows, const std::string& split) {
+    std::string text;
+    char line[256];
+    text += "TOFU " + split +
+            ": forget quality (KS p-value against the retain model; higher is better), model utility\n"
+            "(harmonic mean of 9; real authors and world facts were never taught), retain utility (harmonic\n"
+            "mean of the 3 retain numbers), probability, ROUGE-L recall and truth ratio on the forget set,\n"
+            "probability and ROUGE-L recall on the retain set\n\n";
+    std::snprintf(line, sizeof line, "%-10s %10s %9s %9s %9s %9s %9s %9s %9s\n", "method", "forget_q", "utility",
+                  "ret_util", "f_prob", "f_rouge", "f_truth", "r_prob", "r_rouge");
+    text += line;
+    for (const Row& row : rows) {
+        const json& a = row.aggregates;
+        const auto fq = a["forget_quality"];
+        char quality[32];
+        if (fq.is_null()) std::snprintf(quality, sizeof quality, "%s", "-");
+        else std::snprintf(quality, sizeof quality, "%.3g", fq.get<double>());
+        std::snprintf(line, sizeof line, "%-10s %10s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f\n", row.name.c_str(),
+                      quality, a["model_utility"].get<double>(), a["retain_utility"].get<double>(),
+                      a["forget"]["probability"].get<double>(), a["forget"]["rouge_l_recall"].get<double>(),
+                      a["forget"]["truth_ratio"].get<double>(), a["retain"]["probability"].get<double>(),
+                      a["retain"]["rouge_l_recall"].get<double>());
+        text += line;
+    }
+    return text;
+}
+
+}  // namespace study

@@ -1,0 +1,64 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "simnpo/core/error.hpp"
+#include "simnpo/data/example.hpp"
+#include "simnpo/tokenizer/bpe.hpp"
+
+namespace simnpo::data {
+
+// TOFU's prompt: the question, then the cue the answer follows.
+inline constexpr std::string_view default_prompt_template = "Question: {question}\nAnswer: ";
+
+// How a text example {"question", "answer"} becomes ids (DESIGN §5): the prompt
+// is the template with every "{question}" replaced by the question; the answer
+// is the answer's tokens followed by the end-of-text token, which is scored,
+// so that a model learns where an answer stops. Prompt and answer are
+// tokenised apart, so the boundary never falls inside a token.
+class TextFormat {
+public:
+    explicit TextFormat(const tokenizer::Gpt2Tokenizer& tokenizer,
+                        std::string prompt_template = std::string(default_prompt_template))
+        : tokenizer_(&tokenizer), template_(std::move(prompt_template)), end_of_text_(tokenizer.end_of_text_id()) {
+        if (template_.find(placeholder) == std::string::npos)
+            fail("prompt template ", tokenizer::detail::json_string(template_), " has no ", placeholder);
+    }
+
+    static constexpr std::string_view placeholder = "{question}";
+
+    const tokenizer::Gpt2Tokenizer& tokenizer() const { return *tokenizer_; }
+    const std::string& prompt_template() const { return template_; }
+    std::int32_t end_of_text_id() const { return end_of_text_; }
+
+    std::string prompt(std::string_view question) const {
+        std::string result;
+        std::size_t from = 0;
+        for (std::size_t at; (at = template_.find(placeholder, from)) != std::string::npos; from = at + placeholder.size())
+            result.append(template_, from, at - from).append(question);
+        return result.append(template_, from);
+    }
+
+    std::vector<std::int32_t> prompt_ids(std::string_view question) const { return tokenizer_->encode(prompt(question)); }
+
+    std::vector<std::int32_t> answer_ids(std::string_view answer) const {
+        auto ids = tokenizer_->encode(answer);
+        ids.push_back(end_of_text_);
+        return ids;
+    }
+
+    Example example(std::string_view question, std::string_view answer) const {
+        return {prompt_ids(question), answer_ids(answer)};
+    }
+
+private:
+    const tokenizer::Gpt2Tokenizer* tokenizer_;
+    std::string template_;
+    std::int32_t end_of_text_;
+};
+
+}  // namespace simnpo::data

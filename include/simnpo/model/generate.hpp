@@ -1,0 +1,157 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "simnpo/backend/cpu/common.hpp"
+#include "simnpo/core/error.hpp"
+#include "simnpo/model/gpt.hpp"
+
+namespace simnpo::model {
+
+// Feeds a CPU model one token at a time, keeping every layer's keys and values
+// (a KV cache), so that each new token costs one row through the network
+// instead of a forward over the whole prefix. The arithmetic is the forward's
+// (DESIGN §4), row by row; test_generate checks the logits against Gpt::forward.
+template <class Scalar>
+class Decoder {
+    using Row = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>;
+    using Weights = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+    using Vector = Eigen::Map<const Row>;
+    using Cache = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+public:
+    explicit Decoder(const Gpt<simnpo::cpu, Scalar>& model) : model_(model), config_(model.config()) {
+        const auto P = config_.n_positions, C = config_.n_embd;
+        keys_.assign(static_cast<std::size_t>(config_.n_layer), Cache(P, C));
+        values_.assign(static_cast<std::size_t>(config_.n_layer), Cache(P, C));
+        logits_.resize(config_.vocab_size);
+    }
+
+    std::int64_t position() const { return position_; }
+    void reset() { position_ = 0; }
+
+    // Reads `token` at the next position; returns the logits [V] of the token after it.
+    const Row& feed(std::int32_t token) {
+        const std::int64_t C = config_.n_embd, H = config_.n_head, D = C / H, V = config_.vocab_size;
+        if (token < 0 || token >= V) fail("Decoder: token id ", token, " is outside the vocabulary [0, ", V, ")");
+        if (position_ >= config_.n_positions)
+            fail("Decoder: the sequence is already n_positions = ", config_.n_positions, " tokens long");
+        const auto t = position_;
+        const ParamLayout& layout = model_.layout();
+        Row x = vector(layout.wte() + static_cast<std::size_t>(token * C), C) +
+                vector(layout.wpe() + static_cast<std::size_t>(t * C), C);
+        for (std::int64_t l = 0; l < config_.n_layer; ++l) {
+            const BlockOffsets& w = model_.layout().block(static_cast<std::size_t>(l));
+            auto& keys = keys_[static_cast<std::size_t>(l)];
+            auto& values = values_[static_cast<std::size_t>(l)];
+            const Row qkv = layernorm(x, w.ln_1_weight, w.ln_1_bias) * weights(w.attn_weight, C, 3 * C) +
+                            vector(w.attn_bias, 3 * C);
+            keys.row(t) = qkv.segment(C, C);
+            values.row(t) = qkv.segment(2 * C, C);
+            Row attended(C);
+            const Scalar scale = Scalar{1} / std::sqrt(static_cast<Scalar>(D));
+            for (std::int64_t head = 0; head < H; ++head) {
+                const auto k = keys.block(0, head * D, t + 1, D);
+                Row p = (qkv.segment(head * D, D) * k.transpose()) * scale;
+                p = (p.array() - p.maxCoeff()).exp();
+                p /= p.sum();
+                attended.segment(head * D, D) = p * values.block(0, head * D, t + 1, D);
+            }
+            x += attended * weights(w.attn_proj_weight, C, C) + vector(w.attn_proj_bias, C);
+            Row hidden = layernorm(x, w.ln_2_weight, w.ln_2_bias) * weights(w.fc_weight, C, 4 * C) +
+                         vector(w.fc_bias, 4 * C);
+            hidden = hidden.unaryExpr([](Scalar u) { return gelu(u); });
+            x += hidden * weights(w.fc_proj_weight, 4 * C, C) + vector(w.fc_proj_bias, C);
+        }
+        logits_.noalias() = layernorm(x, layout.ln_f_weight(), layout.ln_f_bias()) * weights(layout.wte(), V, C).transpose();
+        ++position_;
+        return logits_;
+    }
+
+private:
+    static Scalar gelu(Scalar u) {
+        const Scalar root_two_over_pi = static_cast<Scalar>(0.7978845608028654);
+        return Scalar{0.5} * u * (Scalar{1} + std::tanh(root_two_over_pi * (u + Scalar{0.044715} * u * u * u)));
+    }
+
+    // Views of the parameter slab at a layout offset.
+    Weights weights(std::size_t offset, std::int64_t rows, std::int64_t columns) const {
+        return Weights(model_.params().data() + offset, rows, columns);
+    }
+    Vector vector(std::size_t offset, std::int64_t size) const { return Vector(model_.params().data() + offset, size); }
+
+    Row layernorm(const Row& x, std::size_t weight, std::size_t bias) const {
+        const auto C = x.size();
+        const Scalar mean = x.mean();
+        const Row centred = x.array() - mean;
+        const Scalar variance = centred.squaredNorm() / static_cast<Scalar>(C);
+        const Scalar rstd = Scalar{1} / std::sqrt(variance + static_cast<Scalar>(config_.layer_norm_epsilon));
+        return (centred * rstd).cwiseProduct(vector(weight, C)) + vector(bias, C);
+    }
+
+    const Gpt<simnpo::cpu, Scalar>& model_;
+    Config config_;
+    std::vector<Cache> keys_, values_;  // per layer [n_positions, C]
+    Row logits_;
+    std::int64_t position_ = 0;
+};
+
+struct GenerateOptions {
+    std::int64_t max_new_tokens = 128;
+    std::optional<std::int32_t> stop_token = std::nullopt;  // ends the generation; not part of the result
+};
+
+// The greedy continuation of `prompt`: the most probable token at each step
+// (the lowest id on a tie), until the stop token, max_new_tokens, or the
+// model's n_positions.
+template <class Scalar>
+std::vector<std::int32_t> generate_greedy(const Gpt<simnpo::cpu, Scalar>& model, std::span<const std::int32_t> prompt,
+                                          const GenerateOptions& options = {}) {
+    if (prompt.empty()) fail("generate_greedy: empty prompt");
+    if (static_cast<std::int64_t>(prompt.size()) > model.config().n_positions)
+        fail("generate_greedy: prompt of ", prompt.size(), " tokens is longer than n_positions = ",
+             model.config().n_positions);
+    Decoder<Scalar> decoder(model);
+    const auto* logits = &decoder.feed(prompt.front());
+    for (const auto token : prompt.subspan(1)) logits = &decoder.feed(token);
+    std::vector<std::int32_t> generated;
+    while (static_cast<std::int64_t>(generated.size()) < options.max_new_tokens) {
+        Eigen::Index best = 0;
+        logits->maxCoeff(&best);
+        const auto token = static_cast<std::int32_t>(best);
+        if (options.stop_token == token) break;
+        generated.push_back(token);
+        if (decoder.position() == model.config().n_positions) break;
+        logits = &decoder.feed(token);
+    }
+    return generated;
+}
+
+// The greedy continuation of each prompt, the prompts spread over the threads.
+template <class Scalar>
+std::vector<std::vector<std::int32_t>> generate_greedy(const Gpt<simnpo::cpu, Scalar>& model,
+                                                       std::span<const std::vector<std::int32_t>> prompts,
+                                                       const GenerateOptions& options = {}) {
+    std::vector<std::vector<std::int32_t>> results(prompts.size());
+    std::vector<std::string> errors(prompts.size());
+#pragma omp parallel for schedule(dynamic)
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+        try {
+            results[i] = generate_greedy(model, std::span<const std::int32_t>(prompts[i]), options);
+        } catch (const Error& error) {
+            errors[i] = error.what();  // an exception must not leave the parallel region
+        }
+    }
+    for (std::size_t i = 0; i < prompts.size(); ++i)
+        if (!errors[i].empty()) fail("prompt ", i + 1, ": ", errors[i]);
+    return results;
+}
+
+}  // namespace simnpo::model
