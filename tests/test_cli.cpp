@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <vector>
@@ -312,4 +313,110 @@ BOOST_AUTO_TEST_CASE(tokenize_matches_the_reference_encoder_and_decodes_back) {
     check_error(run("tokenize --tokenizer " + tokenizer + " --decode --file " + outside, scratch), "outside.jsonl:1");
     const std::string broken = scratch.write("broken.jsonl", "[1, 2\n");
     check_error(run("tokenize --tokenizer " + tokenizer + " --decode --file " + broken, scratch), "broken.jsonl:1");
+}
+
+// Text data end to end: a BPE vocabulary trained on a TOFU split, a model
+// trained on that split's text (its directory then carries the tokenizer),
+// scored, asked, and evaluated with the TOFU metrics.
+BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
+    const TempDir scratch;
+    const std::string tofu = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
+    const std::string forget = tofu + "/forget01.jsonl";
+    auto result = run("train-tokenizer --corpus " + forget + " --vocab-size 300 --out " + scratch.file("tok"), scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    const auto tokenizer = simnpo::tokenizer::Gpt2Tokenizer::load(scratch.file("tok"));
+    BOOST_TEST(tokenizer.vocab_size() == 300u);
+    BOOST_TEST(tokenizer.end_of_text_id() == 299);
+
+    scratch.write("config.json", R"({"vocab_size": 300, "n_positions": 512, "n_embd": 32, "n_layer": 1, "n_head": 2})");
+    result = run("init --config " + scratch.file("config.json") + " --out " + scratch.file("init"), scratch);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    result = run("train --model " + scratch.file("init") + " --tokenizer " + scratch.file("tok") + " --data " + forget +
+                     " --out " + scratch.file("trained") + " --steps 40 --lr 3e-3 --batch-size 8",
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(fs::exists(scratch.file("trained/vocab.json")));  // the model carries its tokenizer
+
+    // logprobs reads the text with the model's own tokenizer: the answer and end-of-text are scored.
+    result = run("logprobs --model " + scratch.file("trained") + " --data " + forget + " --out " +
+                     scratch.file("lp.jsonl"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    const auto scores = read_lines(scratch.file("lp.jsonl"));
+    const auto pairs = read_lines(forget);
+    BOOST_REQUIRE_EQUAL(scores.size(), pairs.size());
+    BOOST_TEST(scores[3].at("n_tokens").get<std::size_t>() ==
+               tokenizer.encode(pairs[3].at("answer").get<std::string>()).size() + 1);
+
+    // generate answers as the library's greedy decoder does.
+    const std::string question = pairs[0].at("question").get<std::string>();
+    scratch.write("questions.txt", question + "\n\n" + pairs[1].at("question").get<std::string>() + "\n");
+    result = run("generate --model " + scratch.file("trained") + " --file " + scratch.file("questions.txt") +
+                     " --max-new-tokens 20",
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    std::vector<nlohmann::json> answers;
+    std::istringstream lines(result.output);
+    for (std::string line; std::getline(lines, line);) answers.push_back(nlohmann::json::parse(line));
+    BOOST_REQUIRE_EQUAL(answers.size(), 2u);
+    const auto model = simnpo::model::load(scratch.file("trained"));
+    const simnpo::data::TextFormat format(tokenizer);
+    const auto prompt = format.prompt_ids(question);
+    const auto ids = simnpo::model::generate_greedy(model, std::span<const std::int32_t>(prompt),
+                                                    {.max_new_tokens = 20, .stop_token = 299});
+    BOOST_TEST(answers[0].at("question") == question);
+    BOOST_TEST(answers[0].at("answer").get<std::string>() == tokenizer.decode(ids));
+
+    // eval: the JSON holds every aggregate and every question; the table is printed.
+    result = run("eval --benchmark tofu --model " + scratch.file("trained") + " --retain-model " + scratch.file("init") +
+                     " --tokenizer " + scratch.file("tok") + " --data " + tofu +
+                     " --split forget01 --max-new-tokens 8 --out " + scratch.file("eval.json"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(result.output.find("forget quality") != std::string::npos);
+    const auto report = simnpo::read_json_file(scratch.file("eval.json"));
+    const auto& aggregates = report.at("aggregates");
+    for (const char* key : {"forget_quality", "model_utility", "retain_utility"}) {
+        BOOST_TEST_INFO(key);
+        BOOST_TEST(aggregates.at(key).get<double>() >= 0.0);
+        BOOST_TEST(aggregates.at(key).get<double>() <= 1.0);
+    }
+    BOOST_TEST(report.at("questions").at("forget").size() == 40u);
+    BOOST_TEST(report.at("questions").at("retain").size() == 400u);
+    BOOST_TEST(report.at("questions").at("real_authors").size() == 100u);
+    BOOST_TEST(report.at("questions").at("world_facts").size() == 117u);
+    // Trained on forget01 for 40 steps, the model prefers its answers more than the untrained one.
+    BOOST_TEST(aggregates.at("forget").at("probability").get<double>() > 1.0 / 300);
+
+    // Errors: one line, naming the flag or the file.
+    check_error(run("eval --benchmark tofu --model " + scratch.file("init") + " --data " + tofu + " --split forget01",
+                    scratch),
+                "needs a tokenizer");
+    check_error(run("eval --benchmark muse --model " + scratch.file("trained") + " --data " + tofu + " --split forget01",
+                    scratch),
+                "--benchmark");
+    check_error(run("eval --benchmark tofu --model " + scratch.file("trained") + " --data " + tofu + " --split forget02",
+                    scratch),
+                "--split");
+    check_error(run("eval --benchmark tofu --model " + scratch.file("trained") + " --data " + scratch.file("nowhere") +
+                        " --split forget01",
+                    scratch),
+                "nowhere/forget01_perturbed.jsonl");
+    check_error(run("generate --model " + scratch.file("trained"), scratch), "--question");
+    check_error(run("generate --model " + scratch.file("trained") + " --question Who --prompt-template 'Q: A:'", scratch),
+                "--prompt-template");
+    check_error(run("train --model " + scratch.file("init") + " --data " + forget + " --out " + scratch.file("x") +
+                        " --steps 1",
+                    scratch),
+                "forget01.jsonl:1: text examples");
+    check_error(run("train-tokenizer --corpus " + forget + " --vocab-size 100 --out " + scratch.file("t2"), scratch),
+                "--vocab-size");
+    const std::string bad = scratch.write("bad.jsonl", "{\"question\": \"q\", \"answer\": \"a\"}\n{\"question\": 1}\n");
+    check_error(run("train-tokenizer --corpus " + bad + " --vocab-size 300 --out " + scratch.file("t3"), scratch),
+                "bad.jsonl:2");
 }

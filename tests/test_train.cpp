@@ -96,6 +96,57 @@ BOOST_AUTO_TEST_CASE(each_pass_takes_every_example_once_in_a_seeded_order) {
     BOOST_TEST(other.forget_batch(0) != order.forget_batch(0));
 }
 
+// Padding work of a pass: each batch is padded to its longest example.
+double padding_efficiency(st::DataOrder& order, std::int64_t pass, const std::vector<std::size_t>& lengths) {
+    double used = 0.0, padded = 0.0;
+    for (std::int64_t j = 0; j < order.batches_per_pass(); ++j) {
+        std::size_t longest = 0;
+        const auto batch = order.forget_batch(pass * order.batches_per_pass() + j);
+        for (const auto i : batch) {
+            used += static_cast<double>(lengths[i]);
+            longest = std::max(longest, lengths[i]);
+        }
+        padded += static_cast<double>(longest * batch.size());
+    }
+    return used / padded;
+}
+
+BOOST_AUTO_TEST_CASE(grouping_by_length_keeps_every_example_once_and_pads_little) {
+    std::vector<std::size_t> lengths;
+    simnpo::Rng rng(5);
+    for (int i = 0; i < 1003; ++i) lengths.push_back(1 + rng.below(100));
+    st::DataOrder grouped(lengths.size(), 0, 10, 7, lengths), plain(lengths.size(), 0, 10, 7);
+    BOOST_TEST(grouped.batches_per_pass() == 101);
+    for (std::int64_t pass = 0; pass < 2; ++pass) {
+        std::multiset<std::size_t> seen;
+        std::size_t partial = 0, widest_spread = 0;
+        for (std::int64_t j = 0; j < 101; ++j) {
+            const auto batch = grouped.forget_batch(pass * 101 + j);
+            if (batch.size() != 10u) ++partial;
+            seen.insert(batch.begin(), batch.end());
+            std::size_t shortest = 1000, longest = 0;
+            for (const auto i : batch) {
+                shortest = std::min(shortest, lengths[i]);
+                longest = std::max(longest, lengths[i]);
+            }
+            // Groups of 500 sorted: neighbours in a group differ little (the last group holds 3).
+            if (batch.size() == 10u) widest_spread = std::max(widest_spread, longest - shortest);
+        }
+        BOOST_TEST(partial == 1u);
+        BOOST_TEST(seen.size() == lengths.size());
+        BOOST_TEST(std::set<std::size_t>(seen.begin(), seen.end()).size() == lengths.size());
+        BOOST_TEST(widest_spread <= 6u);
+        BOOST_TEST(padding_efficiency(grouped, pass, lengths) > 0.95);
+        BOOST_TEST(padding_efficiency(plain, pass, lengths) < 0.7);
+    }
+    // Seeded like the plain order: the same seed, the same batches; passes differ.
+    st::DataOrder same(lengths.size(), 0, 10, 7, lengths);
+    BOOST_TEST(same.forget_batch(150) == grouped.forget_batch(150));
+    BOOST_TEST(grouped.forget_batch(0) != grouped.forget_batch(101));
+    BOOST_CHECK_EXCEPTION(st::DataOrder(10, 0, 4, 7, {1, 2, 3}), simnpo::Error,
+                          [](const simnpo::Error& e) { return std::string(e.what()) == "DataOrder: 3 lengths for 10 examples"; });
+}
+
 BOOST_AUTO_TEST_CASE(the_retain_set_cycles_and_a_small_set_is_one_batch) {
     st::DataOrder order(20, 5, 2, 3);
     // 2 a batch from a stream of permutations of 5: batches 0, 1 and the first

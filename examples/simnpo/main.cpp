@@ -23,13 +23,14 @@ using simnpo::cli::Args;
 constexpr const char* usage = R"(usage: simnpo <command> [flags]
 
 commands:
-  init       write a randomly initialised GPT-2-shaped model directory
-  logprobs   score each example's answer under a model
-  train      fine-tune a model on examples (token-mean NLL)
-  unlearn    unlearn a forget set (ga, npo, simnpo, dpo; retain none, nll, kl)
-  eval       benchmark metrics (TOFU: probability, truth ratio, ROUGE-L, forget quality, utility)
-  generate   greedy answers to questions
-  tokenize   text to GPT-2 token ids and back, one document a line
+  init             write a randomly initialised GPT-2-shaped model directory
+  logprobs         score each example's answer under a model
+  train            fine-tune a model on examples (token-mean NLL)
+  unlearn          unlearn a forget set (ga, npo, simnpo, dpo; retain none, nll, kl)
+  eval             benchmark metrics (TOFU: probability, truth ratio, ROUGE-L, forget quality, utility)
+  generate         greedy answers to questions
+  tokenize         text to GPT-2 token ids and back, one document a line
+  train-tokenizer  a byte-level BPE vocabulary from a corpus
 
 logprobs, train and unlearn take --device cpu|cuda (default cpu).
 
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
     try {
         if (words[0] == "init") return run_init(rest);
         if (words[0] == "tokenize") return simnpo::cli::run_tokenize(rest);
+        if (words[0] == "train-tokenizer") return simnpo::cli::run_train_tokenizer(rest);
         if (words[0] == "eval") return simnpo::cli::run_eval(rest);
         if (words[0] == "generate") return simnpo::cli::run_generate(rest);
         const bool known = words[0] == "logprobs" || words[0] == "train" || words[0] == "unlearn";

@@ -1,4 +1,5 @@
-// `simnpo tokenize` (issue 7): text to GPT-2 token ids and back, one document a line.
+// `simnpo tokenize` and `simnpo train-tokenizer` (issue 7): text to GPT-2 token
+// ids and back, one document a line; a byte-level BPE vocabulary from a corpus.
 #pragma once
 
 #include <algorithm>
@@ -65,6 +66,55 @@ inline int run_tokenize(const std::vector<std::string>& words) {
         output += tokenizer.decode(ids) + '\n';
     }
     std::cout << output;
+    return 0;
+}
+
+constexpr const char* train_tokenizer_usage = R"(usage: simnpo train-tokenizer --corpus F --vocab-size N --out DIR [--min-frequency K]
+
+Trains a byte-level BPE vocabulary (GPT-2's pre-tokenisation; ids: the 256
+bytes, the merges in the order learned, <|endoftext|> last) and writes
+DIR/vocab.json + DIR/merges.txt, the files a model directory carries.
+
+  --corpus F          UTF-8 text, one document a line; or, for a .jsonl file,
+                      {"question", "answer"} lines, each question and answer a document
+  --vocab-size N      tokens in all, at least 257
+  --min-frequency K   merge only pairs seen at least K times (default 2)
+  --out DIR           where the two files go (created if needed)
+)";
+
+inline int run_train_tokenizer(const std::vector<std::string>& words) {
+    const Args args("simnpo train-tokenizer", words, {"--corpus", "--vocab-size", "--min-frequency", "--out"});
+    if (args.help()) {
+        std::cout << train_tokenizer_usage;
+        return 0;
+    }
+    const std::filesystem::path corpus_path = args.required("--corpus");
+    const auto vocab_size = static_cast<std::size_t>(args.integer("--vocab-size", 0, 257, 1 << 24));
+    args.required("--vocab-size");
+    const auto min_frequency = static_cast<std::size_t>(args.integer("--min-frequency", 2, 1, 1LL << 40));
+    const std::filesystem::path out = args.required("--out");
+    const std::string text = read_file(corpus_path);
+    std::vector<std::string> documents;
+    if (corpus_path.extension() == ".jsonl") {
+        data::detail::for_each_record(text, corpus_path.string(), [&](const nlohmann::json& value, const std::string& at) {
+            if (!value.is_object()) fail(at, ": expected a JSON object with 'question' and 'answer'");
+            documents.push_back(data::detail::text_field(value, "question", at));
+            documents.push_back(data::detail::text_field(value, "answer", at));
+        });
+    } else {
+        for (std::size_t begin = 0; begin < text.size();) {
+            const std::size_t end = std::min(text.find('\n', begin), text.size());
+            documents.push_back(text.substr(begin, end - begin));
+            begin = end + 1;
+        }
+    }
+    const auto tokenizer = tokenizer::train_bpe(documents, {.vocab_size = vocab_size, .min_frequency = min_frequency});
+    std::error_code ec;
+    std::filesystem::create_directories(out, ec);
+    if (ec) fail("simnpo train-tokenizer: --out ", out.string(), ": cannot create the directory: ", ec.message());
+    tokenizer.save(out);
+    std::cout << "wrote " << (out / "vocab.json").string() << " and merges.txt (" << tokenizer.vocab_size()
+              << " tokens, " << tokenizer.merge_count() << " merges)\n";
     return 0;
 }
 

@@ -33,6 +33,8 @@ training flags:
   --schedule constant|linear|cosine   learning-rate schedule (default constant)
   --warmup-steps N         linear warmup steps (default 0)
   --seed S                 data order (default 0)
+  --group-by-length        batch examples of similar length (less padding, faster; still one
+                           pass over the data an epoch, in random batches)
   --threads N              CPU threads (default: all)
   --save-every N           a checkpoint every N steps, as OUT/checkpoint-<step> (default 0: none)
   --resume CKPT            continue from a checkpoint directory, exactly, with the same data and flags
@@ -100,6 +102,7 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
     t.options.batch_size = args.integer("--batch-size", 8, 1, 1 << 20);
     t.options.grad_accum = args.integer("--grad-accum", 1, 1, 1 << 20);
     t.options.seed = static_cast<std::uint64_t>(args.integer("--seed", 0, 0, std::numeric_limits<long long>::max()));
+    t.options.group_by_length = args.has("--group-by-length");
     t.options.max_grad_norm = args.real("--max-grad-norm", 1.0, 0.0, huge);
     t.options.schedule = optim::schedule_kind(args.choice("--schedule", "constant", {"constant", "linear", "cosine"}));
     t.options.warmup_steps = args.integer("--warmup-steps", 0, 0, most);
@@ -160,7 +163,7 @@ template <class Backend>
 int run_train(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert("--data");
-    const Args args("simnpo train", words, valued, {"--tf32"});
+    const Args args("simnpo train", words, valued, {"--tf32", "--group-by-length"});
     if (args.help()) {
         std::cout << train_usage << training_flags << text_flags;
         return 0;
@@ -183,7 +186,7 @@ int run_unlearn(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert({"--forget", "--retain", "--forget-loss", "--retain-loss", "--beta", "--gamma", "--forget-weight",
                    "--retain-weight", "--reference", "--refusals"});
-    const Args args("simnpo unlearn", words, valued, {"--tf32"});
+    const Args args("simnpo unlearn", words, valued, {"--tf32", "--group-by-length"});
     if (args.help()) {
         std::cout << unlearn_usage << training_flags << text_flags;
         return 0;

@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <exception>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <simnpo.hpp>
@@ -115,8 +118,35 @@ int run(const std::vector<std::string>& words) {
         target_data = retain;
         target_data.insert(target_data.end(), forget.begin(), forget.end());
     }
-    const study::Model retain_model = study::trained_model("retain", retain, format, s, cache, log);
-    const study::Model target = study::trained_model("target", target_data, format, s, cache, log);
+    // The two trainings are independent: when both are to be done, each takes
+    // half the threads, side by side (the kernels of one small model do not
+    // keep two cores busy).
+    const int threads = simnpo::thread_count();
+    const bool side_by_side = threads > 1 && !fs::exists(study::model_dir("retain", retain.size(), s, cache)) &&
+                              !fs::exists(study::model_dir("target", target_data.size(), s, cache));
+    std::optional<study::Model> retain_model, target;
+    std::exception_ptr retain_error;
+    const auto train_retain = [&] {
+        try {
+            if (side_by_side) simnpo::set_threads(threads / 2);
+            retain_model.emplace(study::trained_model("retain", retain, format, s, cache, log, !side_by_side));
+        } catch (...) {
+            retain_error = std::current_exception();
+        }
+    };
+    std::thread retain_training;
+    if (side_by_side) retain_training = std::thread(train_retain);
+    else train_retain();
+    try {
+        if (side_by_side) simnpo::set_threads(threads - threads / 2);
+        target.emplace(study::trained_model("target", target_data, format, s, cache, log, true));
+    } catch (...) {
+        if (retain_training.joinable()) retain_training.join();
+        throw;
+    }
+    if (retain_training.joinable()) retain_training.join();
+    if (retain_error) std::rethrow_exception(retain_error);
+    simnpo::set_threads(threads);
 
     const tofu::Options options{.batch_size = 16, .max_new_tokens = s.max_new_tokens};
     nlohmann::json reports = nlohmann::json::object();
@@ -140,12 +170,12 @@ int run(const std::vector<std::string>& words) {
         std::fprintf(log, "%s: evaluated in %.0f s (forget probability %.4f, model utility %.4f)\n", name.c_str(),
                      seconds_since(at), report.forget.probability, report.model_utility);
     };
-    evaluate("retain", retain_model, 0.0);
-    evaluate("target", target, 0.0);
+    evaluate("retain", *retain_model, 0.0);
+    evaluate("target", *target, 0.0);
     for (const auto& method : methods) {
         std::fprintf(log, "%s: unlearning %s\n", method.c_str(), s.split.c_str());
         const auto at = std::chrono::steady_clock::now();
-        const study::Model model = study::unlearned(method, target, forget, retain, s, log);
+        const study::Model model = study::unlearned(method, *target, forget, retain, s, log);
         evaluate(method, model, seconds_since(at));
     }
 

@@ -23,9 +23,9 @@ using nlohmann::json;
 struct Settings {
     std::string split = "forget10";
     std::size_t vocab_size = 4096;  // BPE trained on full.jsonl's questions and answers
-    std::int64_t n_embd = 192, n_layer = 4, n_head = 6, n_positions = 256;
+    std::int64_t n_embd = 128, n_layer = 4, n_head = 4, n_positions = 256;
     // The target (full) and retain (retain90) models, from GPT-2's initialisation.
-    std::int64_t train_epochs = 30, train_batch = 16;
+    std::int64_t train_epochs = 30, train_batch = 8, train_warmup = 100;
     double train_lr = 2e-3;
     // Subsets (0: all) of full.jsonl's leading rows used as the retain data, for the quick run.
     std::size_t retain_rows = 0;
@@ -46,6 +46,7 @@ struct Settings {
         s.n_positions = 384;
         s.train_epochs = 12;
         s.train_lr = 3e-3;
+        s.train_warmup = 30;
         s.retain_rows = 200;
         s.unlearn_epochs = 5;
         s.unlearn_batch = 8;
@@ -60,7 +61,8 @@ struct Settings {
     }
     json training_json() const {
         return {{"epochs", train_epochs}, {"batch_size", train_batch}, {"lr", train_lr}, {"schedule", "cosine"},
-                {"seed", seed}};
+                {"warmup_steps", train_warmup},
+                {"group_by_length", true}, {"seed", seed}};
     }
     json unlearning_json() const {
         return {{"epochs", unlearn_epochs}, {"batch_size", unlearn_batch}, {"lr", unlearn_lr},
@@ -135,15 +137,27 @@ inline Model copy_of(const Model& model) {
 
 // A model trained from GPT-2's initialisation on `examples`, or the one a
 // previous run cached with the same settings; its directory carries the tokenizer.
+// What a trained model's cache entry is keyed on.
+inline json model_key(const std::string& name, std::size_t rows, const Settings& s) {
+    return {{"name", name},
+            {"rows", rows},
+            {"tokenizer", s.tokenizer_json()},
+            {"model", s.model_json()},
+            {"training", s.training_json()}};
+}
+
+inline fs::path model_dir(const std::string& name, std::size_t rows, const Settings& s, const fs::path& cache) {
+    return cache / (name + "-" + hash_of(model_key(name, rows, s)));
+}
+
+// A model trained from GPT-2's initialisation on `examples`, or the one a
+// previous run cached with the same settings; its directory carries the
+// tokenizer. `progress` shows the steps (one of two trainings side by side does).
 inline Model trained_model(const std::string& name, const std::vector<Example>& examples,
                            const simnpo::data::TextFormat& format, const Settings& s, const fs::path& cache,
-                           std::FILE* log) {
-    const json key = {{"name", name},
-                      {"rows", examples.size()},
-                      {"tokenizer", s.tokenizer_json()},
-                      {"model", s.model_json()},
-                      {"training", s.training_json()}};
-    const fs::path dir = cache / (name + "-" + hash_of(key));
+                           std::FILE* log, bool progress) {
+    const json key = model_key(name, examples.size(), s);
+    const fs::path dir = model_dir(name, examples.size(), s, cache);
     if (fs::exists(dir / "config.json")) {
         Model model = simnpo::model::load<simnpo::cpu, float>(dir);
         if (model.config().extra.value("tofu_study", json()) != key)
@@ -163,9 +177,11 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
     options.batch_size = s.train_batch;
     options.seed = s.seed;
     options.schedule = simnpo::optim::ScheduleKind::cosine;
-    options.warmup_steps = 50;
-    simnpo::train::train(model, simnpo::optim::AdamW({.lr = s.train_lr}), examples, options,
-                         simnpo::train::ProgressBar(0, log));
+    options.warmup_steps = s.train_warmup;
+    options.group_by_length = true;
+    const simnpo::optim::AdamW adamw({.lr = s.train_lr});
+    if (progress) simnpo::train::train(model, adamw, examples, options, simnpo::train::ProgressBar(0, log));
+    else simnpo::train::train(model, adamw, examples, options);
     simnpo::model::save(model, dir);
     format.tokenizer().save(dir);
     std::fprintf(log, "%s model: trained in %.0f s, saved to %s\n", name.c_str(),

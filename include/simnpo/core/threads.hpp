@@ -16,4 +16,13 @@ inline void set_threads(int threads) {
 #endif
 }
 
+// The threads the CPU kernels use now (1 without OpenMP).
+inline int thread_count() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 }  // namespace simnpo

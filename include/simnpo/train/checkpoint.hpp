@@ -28,13 +28,15 @@ struct TrainerState {
     std::int64_t retain_examples = 0;
     std::string optimizer;             // "adamw" or "sgd"
     std::int64_t optimizer_step = 0;   // the optimizer state's own step count
+    bool group_by_length = false;      // absent from older checkpoints: false
 };
 
 inline nlohmann::json to_json(const TrainerState& s) {
     return {{"step", s.step},           {"seed", s.seed},
             {"batch_size", s.batch_size}, {"grad_accum", s.grad_accum},
             {"forget_examples", s.forget_examples}, {"retain_examples", s.retain_examples},
-            {"optimizer", s.optimizer}, {"optimizer_step", s.optimizer_step}};
+            {"optimizer", s.optimizer}, {"optimizer_step", s.optimizer_step},
+            {"group_by_length", s.group_by_length}};
 }
 
 inline TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& where) {
@@ -57,6 +59,10 @@ inline TrainerState trainer_state_from_json(const nlohmann::json& j, const std::
     const auto optimizer = j.find("optimizer");
     if (optimizer == j.end() || !optimizer->is_string()) fail(where, ": 'optimizer' is missing or not a string");
     s.optimizer = optimizer->get<std::string>();
+    if (const auto grouped = j.find("group_by_length"); grouped != j.end()) {
+        if (!grouped->is_boolean()) fail(where, ": 'group_by_length' is not a boolean");
+        s.group_by_length = grouped->get<bool>();
+    }
     if (s.step < 0 || s.optimizer_step < 0) fail(where, ": negative step count");
     return s;
 }

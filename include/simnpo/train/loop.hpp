@@ -33,6 +33,7 @@ struct Options {
     std::int64_t batch_size = 8;  // examples per micro-batch, on each side
     std::int64_t grad_accum = 1;  // micro-batches per optimizer step
     std::uint64_t seed = 0;       // data order
+    bool group_by_length = false; // batch forget (training) examples of similar length: less padding (DataOrder)
     double max_grad_norm = 1.0;   // clip by global L2 norm, as PyTorch's clip_grad_norm_; 0 disables
     optim::ScheduleKind schedule = optim::ScheduleKind::constant;
     std::int64_t warmup_steps = 0;
@@ -135,7 +136,10 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
     if (!Objective::has_retain && !retain.empty())
         fail("unlearn: a retain set was given but the objective has no retain loss");
 
-    DataOrder order(forget.size(), retain.size(), options.batch_size, options.seed);
+    std::vector<std::size_t> lengths;
+    if (options.group_by_length)
+        for (const auto& example : forget) lengths.push_back(example.prompt_ids.size() + example.answer_ids.size());
+    DataOrder order(forget.size(), retain.size(), options.batch_size, options.seed, std::move(lengths));
     const std::int64_t accum = options.grad_accum;
     const std::int64_t total_steps =
         options.steps > 0 ? options.steps : (options.epochs * order.batches_per_pass() + accum - 1) / accum;
@@ -151,7 +155,8 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
                          static_cast<std::int64_t>(forget.size()),
                          static_cast<std::int64_t>(retain.size()),
                          detail::optimizer_name<Optimizer>(),
-                         0};
+                         0,
+                         options.group_by_length};
     if (!options.resume.empty()) {
         const TrainerState saved = load_checkpoint(options.resume, model, state);
         const auto same = [&](const char* what, auto a, auto b) {
@@ -165,6 +170,7 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         same("forget set size", saved.forget_examples, trainer.forget_examples);
         same("retain set size", saved.retain_examples, trainer.retain_examples);
         same("optimizer", saved.optimizer, trainer.optimizer);
+        same("grouping by length", saved.group_by_length, trainer.group_by_length);
         if (saved.step > total_steps)
             fail(options.resume.string(), ": the checkpoint is at step ", saved.step, ", past this run's ", total_steps);
         trainer.step = saved.step;

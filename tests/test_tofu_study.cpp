@@ -1,0 +1,123 @@
+// The tofu_study program in its quick configuration: the table and JSON it
+// promises, the study's premises (the target learned the forget split, the
+// retain model did not; unlearning lowers it), the cache, and bad flags.
+#define BOOST_TEST_MODULE tofu_study
+#include <boost/test/unit_test.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <sys/wait.h>
+
+#include <simnpo.hpp>
+
+#include "support/temp_dir.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using simnpo::testing::TempDir;
+const std::string study_bin = std::string(SIMNPO_BIN_DIR) + "/tofu_study";
+const std::string tofu_dir = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
+const char* methods[] = {"GA", "GradDiff", "NPO", "NPO+GD", "SimNPO", "SimNPO+GD"};
+
+struct Result {
+    int status;
+    std::string output;  // stdout and stderr together
+};
+
+Result run(const std::string& arguments, const TempDir& scratch) {
+    const std::string log = scratch.file("output.log");
+    const int raw = std::system((study_bin + " " + arguments + " > " + log + " 2>&1").c_str());
+    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, simnpo::read_file(log)};
+}
+
+struct QuickStudy {
+    TempDir scratch;
+    std::string out = scratch.file("study");
+    Result first = run("--quick --threads 1 --data " + tofu_dir + " --out " + out, scratch);
+    nlohmann::json results = simnpo::read_json_file(out + "/results.json");
+};
+
+QuickStudy& quick_study() {
+    static QuickStudy study;
+    return study;
+}
+
+double forget_probability(const nlohmann::json& results, const std::string& model) {
+    return results.at("models").at(model).at("aggregates").at("forget").at("probability").get<double>();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_model_has_every_metric_and_the_table_is_printed) {
+    const auto& study = quick_study();
+    BOOST_TEST_INFO(study.first.output);
+    BOOST_TEST_REQUIRE(study.first.status == 0);
+    BOOST_TEST(study.results.at("settings").at("split") == "forget01");
+    const auto& models = study.results.at("models");
+    BOOST_TEST(models.size() == 8u);
+    for (const auto& [name, model] : models.items()) {
+        BOOST_TEST_CONTEXT(name) {
+            const auto& a = model.at("aggregates");
+            for (const char* key : {"forget_quality", "model_utility", "retain_utility"})
+                BOOST_TEST((a.at(key).get<double>() >= 0.0 && a.at(key).get<double>() <= 1.0), key);
+            for (const char* set : {"forget", "retain", "real_authors", "world_facts"})
+                for (const char* metric : {"probability", "truth_ratio", "rouge_l_recall"})
+                    BOOST_TEST((a.at(set).at(metric).get<double>() >= 0.0 && a.at(set).at(metric).get<double>() <= 1.0),
+                               set << " " << metric);
+            // Each model's full report: 40 forget questions, each with its 5 perturbations.
+            const auto report = simnpo::read_json_file(study.out + "/" + name + ".json");
+            BOOST_TEST(report.at("questions").at("forget").size() == 40u);
+            BOOST_TEST(report.at("questions").at("forget").at(0).at("perturbed_nll").size() == 5u);
+        }
+    }
+    // The retain model is forget quality's reference: against itself the KS p-value is 1.
+    BOOST_TEST(models.at("retain").at("aggregates").at("forget_quality").get<double>() == 1.0);
+    for (const char* method : methods) BOOST_TEST(study.first.output.find(std::string("\n") + method + " ") != std::string::npos);
+    BOOST_TEST(simnpo::read_file(study.out + "/table.txt").starts_with("TOFU forget01"));
+}
+
+BOOST_AUTO_TEST_CASE(the_target_learned_the_forget_split_and_unlearning_lowers_it) {
+    const auto& study = quick_study();
+    BOOST_TEST_REQUIRE(study.first.status == 0);
+    const double target = forget_probability(study.results, "target");
+    const double retain = forget_probability(study.results, "retain");
+    // The quick models are small and briefly trained: the premise at a smaller scale.
+    BOOST_TEST(target > 2.0 * retain);
+    for (const char* method : methods) BOOST_TEST(forget_probability(study.results, method) < target, method);
+    // Forgetting moves the forget-set truth ratios towards the retain model's.
+    BOOST_TEST(study.results.at("models").at("target").at("aggregates").at("forget_quality").get<double>() < 0.05);
+}
+
+BOOST_AUTO_TEST_CASE(a_second_run_loads_the_cached_tokenizer_and_models) {
+    const auto& study = quick_study();
+    BOOST_TEST_REQUIRE(study.first.status == 0);
+    const auto again = run("--quick --threads 1 --data " + tofu_dir + " --out " + study.out + " --methods SimNPO",
+                           study.scratch);
+    BOOST_TEST_INFO(again.output);
+    BOOST_TEST_REQUIRE(again.status == 0);
+    BOOST_TEST(again.output.find("tokenizer: loaded from") != std::string::npos);
+    BOOST_TEST(again.output.find("target model: loaded from") != std::string::npos);
+    BOOST_TEST(again.output.find("retain model: loaded from") != std::string::npos);
+    const auto results = simnpo::read_json_file(study.out + "/results.json");
+    BOOST_TEST(results.at("models").size() == 3u);
+    BOOST_TEST(forget_probability(results, "target") == forget_probability(study.results, "target"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_flags_are_one_line_errors) {
+    const TempDir scratch;
+    for (const auto& [flags, message] : std::initializer_list<std::pair<std::string, std::string>>{
+             {"--split forget02", "--split must be one of"},
+             {"--methods GA,Oops", "--methods: unknown method 'Oops'"},
+             {"--unlearn-lr -1", "--unlearn-lr must be in"},
+             {"--data " + scratch.file("nowhere"), "nowhere/full.jsonl"},
+         }) {
+        const auto result = run("--quick --out " + scratch.file("s") + " " + flags, scratch);
+        BOOST_TEST_INFO(flags << "\n" << result.output);
+        BOOST_TEST(result.status != 0);
+        BOOST_TEST(result.output.starts_with("tofu_study: "));
+        BOOST_TEST(result.output.find(message) != std::string::npos);
+        BOOST_TEST(std::count(result.output.begin(), result.output.end(), '\n') == 1);
+    }
+}
