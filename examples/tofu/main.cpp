@@ -35,8 +35,8 @@ prints the paper-style table of the TOFU metrics.
   --quick               a small configuration that runs in a minute or two (the ctest): the
                         retain data is full.jsonl's first 200 rows, the split forget01
   --train-epochs N      epochs of the target and retain training (default 30)
-  --unlearn-epochs N    epochs over the forget set (default 5)
-  --unlearn-lr X        AdamW's rate for unlearning (default 1e-4)
+  --unlearn-epochs N    epochs over the forget set (default 10)
+  --unlearn-lr X        AdamW's rate for unlearning (default 3e-4)
   --npo-beta B          (default 0.1)
   --simnpo-beta B       (default 2.5)
   --simnpo-gamma G      SimNPO's margin (default 0)
@@ -94,9 +94,11 @@ int run(const std::vector<std::string>& words) {
     const fs::path data = args.text("--data", "../shared/data/tofu");
     const fs::path out = args.text("--out", "tofu-study");
     const fs::path cache = args.text("--cache", (out / "models").string());
-    std::error_code ec;
-    fs::create_directories(cache, ec);
-    if (ec) simnpo::fail("--cache ", cache.string(), ": cannot create the directory: ", ec.message());
+    for (const auto& [flag, dir] : {std::pair{"--out", out}, std::pair{"--cache", cache}}) {
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        if (ec) simnpo::fail(flag, " ", dir.string(), ": cannot create the directory: ", ec.message());
+    }
 
     const auto started = std::chrono::steady_clock::now();
     std::FILE* log = stderr;
