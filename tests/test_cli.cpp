@@ -5,16 +5,15 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <sys/wait.h>
 #include <vector>
 
 #include <simnpo.hpp>
 
+#include "support/run_program.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
@@ -23,17 +22,11 @@ namespace fs = std::filesystem;
 const std::string fixtures = SIMNPO_FIXTURES_DIR;
 const std::string simnpo_bin = std::string(SIMNPO_BIN_DIR) + "/simnpo";
 
-struct Result {
-    int status;
-    std::string output;  // stdout and stderr together
-};
-
+using Result = simnpo::testing::ProgramResult;
 using simnpo::testing::TempDir;
 
 Result run(const std::string& arguments, const TempDir& scratch) {
-    const std::string log = scratch.file("output.log");
-    const int raw = std::system((simnpo_bin + " " + arguments + " > " + log + " 2>&1").c_str());
-    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, simnpo::read_file(log)};
+    return simnpo::testing::run_program(simnpo_bin, arguments, scratch);
 }
 
 std::vector<nlohmann::json> read_lines(const std::string& path) {

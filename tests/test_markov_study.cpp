@@ -16,6 +16,7 @@
 
 #include <simnpo.hpp>
 
+#include "support/run_program.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
@@ -27,15 +28,10 @@ const std::string study_bin = std::string(SIMNPO_BIN_DIR) + "/markov_study";
 const char* scenarios[] = {"short_forget2", "forget2_never_learned"};
 const char* methods[] = {"GA", "NPO", "SimNPO", "GA+NLL", "NPO+NLL", "SimNPO+NLL"};
 
-struct Result {
-    int status;
-    std::string output;  // stdout and stderr together
-};
+using Result = simnpo::testing::ProgramResult;
 
 Result run(const std::string& arguments, const TempDir& scratch) {
-    const std::string log = scratch.file("output.log");
-    const int raw = std::system((study_bin + " " + arguments + " > " + log + " 2>&1").c_str());
-    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, simnpo::read_file(log)};
+    return simnpo::testing::run_program(study_bin, arguments, scratch);
 }
 
 // One quick study for all the cases that read its results.

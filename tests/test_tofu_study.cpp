@@ -4,13 +4,12 @@
 #define BOOST_TEST_MODULE tofu_study
 #include <boost/test/unit_test.hpp>
 
-#include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <sys/wait.h>
 
 #include <simnpo.hpp>
 
+#include "support/run_program.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
@@ -21,15 +20,10 @@ const std::string study_bin = std::string(SIMNPO_BIN_DIR) + "/tofu_study";
 const std::string tofu_dir = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
 const char* methods[] = {"GA", "GradDiff", "NPO", "NPO+GD", "SimNPO", "SimNPO+GD"};
 
-struct Result {
-    int status;
-    std::string output;  // stdout and stderr together
-};
+using Result = simnpo::testing::ProgramResult;
 
 Result run(const std::string& arguments, const TempDir& scratch) {
-    const std::string log = scratch.file("output.log");
-    const int raw = std::system((study_bin + " " + arguments + " > " + log + " 2>&1").c_str());
-    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, simnpo::read_file(log)};
+    return simnpo::testing::run_program(study_bin, arguments, scratch);
 }
 
 struct QuickStudy {
