@@ -3,7 +3,8 @@
 #   1. Release build, every ctest (gradient checks, PyTorch parity, I/O, CLI, install); with
 #      nvcc present it compiles the CUDA backend's programs too, and the GPU tests (label gpu)
 #      report themselves skipped on a machine without a GPU;
-#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every ctest but the install one;
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every ctest but the install one and
+#      the TOFU study (label study: about 20 min of allocation-heavy decoding there);
 #   3. the libFuzzer targets, FUZZ_SECONDS (default 60) each.
 set -eu
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DSIMNPO_BUILD_TESTS=ON -D
     -DCMAKE_CXX_FLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 cmake --build build-sanitize -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build-sanitize --output-on-failure -j "$jobs" --label-exclude install
+    ctest --test-dir build-sanitize --output-on-failure -j "$jobs" --label-exclude 'install|study'
 
 tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
 echo "test.sh: all passed"

@@ -121,8 +121,7 @@ int run(const std::vector<std::string>& words) {
         target_data.insert(target_data.end(), forget.begin(), forget.end());
     }
     // The two trainings are independent: when both are to be done, each takes
-    // half the threads, side by side (the kernels of one small model do not
-    // keep two cores busy).
+    // half the threads, side by side.
     const int threads = simnpo::thread_count();
     const bool side_by_side = threads > 1 && !fs::exists(study::model_dir("retain", retain.size(), s, cache)) &&
                               !fs::exists(study::model_dir("target", target_data.size(), s, cache));
