@@ -15,6 +15,7 @@ simnpo_find_dependency(xtl)
 simnpo_find_dependency(xtensor)
 simnpo_find_dependency(nlohmann_json 3)
 simnpo_find_dependency(OpenMP COMPONENTS CXX)
+simnpo_find_dependency(ZLIB)  # the zlib membership-inference score
 if(SIMNPO_USE_OPENBLAS)
     set(BLA_VENDOR OpenBLAS)
     simnpo_find_dependency(BLAS)

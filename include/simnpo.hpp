@@ -54,5 +54,9 @@
 #include "simnpo/eval/ks_test.hpp"
 #include "simnpo/eval/rouge.hpp"
 #include "simnpo/eval/tofu.hpp"
+#include "simnpo/eval/mia.hpp"
+#include "simnpo/eval/memorization.hpp"
+#include "simnpo/eval/privacy.hpp"
+#include "simnpo/eval/relearn.hpp"
 
 #undef SIMNPO_UMBRELLA_INCLUDE

@@ -241,4 +241,20 @@ inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const 
     return read_jsonl(path, config, &format);
 }
 
+// A question and its answer, as a text file has them.
+struct QuestionAnswer {
+    std::string question, answer;
+};
+
+// The {"question", "answer"} pairs of a JSON Lines (or JSON array) file, untokenised.
+inline std::vector<QuestionAnswer> read_question_answers(const std::filesystem::path& path) {
+    std::vector<QuestionAnswer> pairs;
+    detail::for_each_record(read_file(path), path.string(), [&](const detail::json& value, const std::string& at) {
+        if (!value.is_object()) fail(at, ": expected a JSON object, got ", detail::describe(value));
+        pairs.push_back({detail::text_field(value, "question", at), detail::text_field(value, "answer", at)});
+    });
+    if (pairs.empty()) fail(path.string(), ": no questions");
+    return pairs;
+}
+
 }  // namespace simnpo::data
