@@ -1,9 +1,11 @@
 // The tofu_study program in its quick configuration: the table and JSON it
 // promises, the study's premises (the target learned the forget split, the
-// retain model did not; unlearning lowers it), the cache, and bad flags.
+// retain model did not; unlearning lowers it; the privacy metrics and the
+// relearning attack see it), the cache, and bad flags.
 #define BOOST_TEST_MODULE tofu_study
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 
@@ -69,7 +71,63 @@ BOOST_AUTO_TEST_CASE(every_model_has_every_metric_and_the_table_is_printed) {
     // The retain model is forget quality's reference: against itself the KS p-value is 1.
     BOOST_TEST(models.at("retain").at("aggregates").at("forget_quality").get<double>() == 1.0);
     for (const char* method : methods) BOOST_TEST(study.first.output.find(std::string("\n") + method + " ") != std::string::npos);
-    BOOST_TEST(simnpo::read_file(study.out + "/table.txt").starts_with("TOFU forget01"));
+    const std::string table = simnpo::read_file(study.out + "/table.txt");
+    BOOST_TEST(table.starts_with("TOFU forget01"));
+    BOOST_TEST(table.find("privleak") != std::string::npos);
+    BOOST_TEST(table.find("Relearning attack: 10 steps") != std::string::npos);
+}
+
+// PrivLeak is measured against the retain model's AUC: 0 for the retain model
+// itself; the target, which learned the members, is recognised (Min-K% AUC
+// below the retain model's, PrivLeak negative). Each member and non-member has a score.
+BOOST_AUTO_TEST_CASE(privacy_metrics_of_every_model) {
+    const auto& study = quick_study();
+    BOOST_TEST_REQUIRE(study.first.status == 0);
+    const auto& models = study.results.at("models");
+    for (const auto& [name, model] : models.items()) {
+        BOOST_TEST_CONTEXT(name) {
+            const auto& privacy = model.at("privacy");
+            for (const char* attack : {"loss", "zlib", "min_k", "min_k++"}) {
+                const double auc = privacy.at("auc").at(attack).get<double>();
+                BOOST_TEST((auc >= 0.0 && auc <= 1.0), attack);
+                const double expected = (auc - privacy.at("retain_auc").at(attack).get<double>()) /
+                                        privacy.at("retain_auc").at(attack).get<double>() * 100.0;
+                BOOST_TEST(std::abs(privacy.at("privleak").at(attack).get<double>() - expected) < 1e-9, attack);
+            }
+            for (const char* metric : {"verbmem", "knowmem"})
+                BOOST_TEST((privacy.at(metric).get<double>() >= 0.0 && privacy.at(metric).get<double>() <= 1.0), metric);
+            const auto report = simnpo::read_json_file(study.out + "/" + name + "-privacy.json");
+            BOOST_TEST(report.at("scores").at("members").at("min_k").size() == 40u);     // forget01
+            BOOST_TEST(report.at("scores").at("nonmembers").at("min_k").size() == 40u);  // holdout01
+        }
+    }
+    for (const char* attack : {"loss", "zlib", "min_k", "min_k++"})
+        BOOST_TEST(models.at("retain").at("privacy").at("privleak").at(attack).get<double>() == 0.0);
+    const auto& target = models.at("target").at("privacy");
+    BOOST_TEST(target.at("auc").at("min_k").get<double>() < target.at("retain_auc").at("min_k").get<double>());
+    BOOST_TEST(target.at("privleak").at("min_k").get<double>() < -20.0);
+}
+
+// The attack fine-tunes on 4 of the 40 forget questions for 10 steps, probed
+// at steps 0, 5 and 10; step 0 is the unlearned model itself.
+BOOST_AUTO_TEST_CASE(each_method_meets_the_relearning_attack) {
+    const auto& study = quick_study();
+    BOOST_TEST_REQUIRE(study.first.status == 0);
+    for (const char* method : methods) {
+        BOOST_TEST_CONTEXT(method) {
+            const auto& relearning = study.results.at("models").at(method).at("relearning");
+            BOOST_TEST(relearning.at("subset").size() == 4u);
+            const auto& points = relearning.at("points");
+            BOOST_TEST_REQUIRE(points.size() == 3u);
+            BOOST_TEST(points.at(0).at("step") == 0);
+            BOOST_TEST(points.at(2).at("step") == 10);
+            // (float forwards, batched differently: equal to about 1e-7)
+            BOOST_TEST(std::abs(points.at(0).at("probability").get<double>() / forget_probability(study.results, method) - 1.0) < 1e-5);
+            // Fine-tuning on forget examples brings their probability back up.
+            BOOST_TEST(points.at(2).at("probability").get<double>() > points.at(0).at("probability").get<double>());
+        }
+    }
+    BOOST_TEST(study.results.at("models").at("target").at("relearning").is_null());  // not unlearned
 }
 
 BOOST_AUTO_TEST_CASE(the_target_learned_the_forget_split_and_unlearning_lowers_it) {
@@ -105,6 +163,7 @@ BOOST_AUTO_TEST_CASE(bad_flags_are_one_line_errors) {
              {"--split forget02", "--split must be one of"},
              {"--methods GA,Oops", "--methods: unknown method 'Oops'"},
              {"--unlearn-lr -1", "--unlearn-lr must be in"},
+             {"--relearn-steps 0", "--relearn-steps must be in"},
              {"--data " + scratch.file("nowhere"), "nowhere/full.jsonl"},
              {"--cache /proc/tofu-cache", "--cache /proc/tofu-cache: cannot create the directory"},
          }) {

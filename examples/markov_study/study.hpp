@@ -116,12 +116,6 @@ inline std::vector<Example> concat(std::initializer_list<const std::vector<Examp
     return all;
 }
 
-inline Model copy_of(const Model& model) {
-    Model copy(model.config());
-    copy.params() = model.params();
-    return copy;
-}
-
 // A model trained from GPT-2's initialisation on `examples` (token-mean NLL),
 // or the one a previous run cached under `cache` with the same settings. The
 // settings travel in the model's config.json; the directory's name is their
@@ -223,7 +217,7 @@ template <class Objective>
 Trajectory unlearn(const Model& original, const Objective& objective, const Sources& sources, const Settings& s,
                    Evaluator& evaluator) {
     const auto started = std::chrono::steady_clock::now();
-    Model model = copy_of(original);
+    Model model = original;
     const auto forget = concat({&sources.forget1.train, &sources.forget2.train});
     const std::vector<Example> none;
     const auto& retain = Objective::has_retain ? sources.retain.train : none;

@@ -16,24 +16,44 @@
 
 namespace simnpo::cli {
 
-constexpr const char* eval_usage = R"(usage: simnpo eval --benchmark tofu --model DIR --data TOFU_DIR --split S [flags]
+constexpr const char* eval_usage = R"(usage: simnpo eval --benchmark tofu|privacy --model DIR --data TOFU_DIR --split S [flags]
 
-Evaluates a model on TOFU (Maini et al., 2024): on the forget split, the retain
+--benchmark tofu: TOFU (Maini et al., 2024). On the forget split, the retain
 questions (retain_perturbed.jsonl), real authors and world facts, it scores every
-answer, paraphrase and perturbation, and answers each question greedily. Prints
-a table; --out writes every aggregate and every per-question value as JSON.
+answer, paraphrase and perturbation, and answers each question greedily.
 
-  --benchmark tofu         the benchmark (tofu)
+--benchmark privacy: MUSE's privacy metrics (Shi et al., 2024) on TOFU. The
+forget split's questions are the members (the model before unlearning learned
+them), its holdout split's (holdout01/05/10.jsonl, authors no model saw) the
+non-members. Four membership-inference attacks score each answer: LOSS (mean
+NLL), zlib (NLL over the answer's zlib-compressed length), Min-K% and Min-K%++.
+Every score is loss-like, and the AUC ranks members as the positive class: a
+model that remembers its forget set scores near 0, one that cannot tell 0.5.
+PrivLeak = (AUC - AUC_retain) / AUC_retain x 100 with the retain model's AUC:
+0 is ideal, the model before unlearning near -100, an over-unlearned one
+positive. VerbMem and KnowMem are ROUGE-L F1 on the forget split: of the greedy
+continuation of the question and the answer's first --prefix-tokens tokens
+against the rest of the answer, and of the greedy answer against the answer.
+
+Prints a table; --out writes every aggregate and every per-example value as JSON.
+
+  --benchmark B            tofu | privacy
   --model DIR              the model to evaluate (CPU)
-  --retain-model DIR       the model trained without the forget set: forget quality is the KS
-                           test's p-value between its forget-set truth ratios and the model's
-                           (without it, forget quality is not computed)
-  --data TOFU_DIR          the TOFU files (forget10_perturbed.jsonl, retain_perturbed.jsonl, ...)
+  --retain-model DIR       the model trained without the forget split. tofu: forget quality is
+                           the KS test's p-value between its forget-set truth ratios and the
+                           model's; privacy: PrivLeak (without it, neither is computed)
+  --data TOFU_DIR          the TOFU files (forget10_perturbed.jsonl, retain_perturbed.jsonl, ...;
+                           privacy: forget10.jsonl, holdout10.jsonl, ...)
   --split S                forget01 | forget05 | forget10
   --out F.json             the full results, written atomically
   --batch-size N           sequences per scoring forward (default 16)
   --max-new-tokens N       longest greedy answer (default 200)
   --threads N              CPU threads (default: all)
+
+privacy only:
+  --k X                    Min-K% and Min-K%++'s fraction of lowest tokens, in (0, 1] (default 0.4)
+  --prefix-tokens N        VerbMem's answer tokens given with the question (default 8)
+  --no-memorization        the attacks only: no VerbMem or KnowMem (no generation)
 )";
 
 constexpr const char* generate_usage = R"(usage: simnpo generate --model DIR (--question Q | --file F) [flags]
@@ -76,30 +96,80 @@ inline std::string dump(const nlohmann::json& value, int indent = -1) {
     return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+
+inline void print_privacy_table(const eval::privacy::Report& report, std::size_t prefix_tokens, std::ostream& out) {
+    out << "Privacy: " << report.split << " (members) against " << eval::privacy::holdout_file(report.split)
+        << " (non-members)\n"
+        << "  AUC ranks members by loss-like scores: near 0 remembers them, 0.5 cannot tell.\n"
+        << "  PrivLeak: 0 is ideal, -100 remembers all, positive is over-unlearned.\n\n"
+        << "  attack     AUC      retain AUC  PrivLeak\n";
+    for (std::size_t a = 0; a < eval::attacks.size(); ++a) {
+        std::string name = eval::attack_name(eval::attacks[a]);
+        name.resize(10, ' ');
+        char line[96];
+        if (report.privleak)
+            std::snprintf(line, sizeof line, "  %s %.4f   %.4f      %8.2f\n", name.c_str(), report.auc[a],
+                          (*report.retain_auc)[a], (*report.privleak)[a]);
+        else
+            std::snprintf(line, sizeof line, "  %s %.4f   n/a (no --retain-model)\n", name.c_str(), report.auc[a]);
+        out << line;
+    }
+    if (report.verbmem)
+        out << "\n  VerbMem    " << format_metric(report.verbmem->mean) << "  (question + " << prefix_tokens
+            << " answer tokens; " << report.verbmem->skipped << " shorter answers skipped)\n"
+            << "  KnowMem    " << format_metric(report.knowmem->mean) << "\n";
+}
+
 }  // namespace detail
 
 inline int run_eval(const std::vector<std::string>& words) {
     const Args args("simnpo eval", words,
                     {"--benchmark", "--model", "--retain-model", "--data", "--split", "--out", "--batch-size",
-                     "--max-new-tokens", "--threads", "--tokenizer", "--prompt-template"});
+                     "--max-new-tokens", "--threads", "--tokenizer", "--prompt-template", "--k", "--prefix-tokens"},
+                    {"--no-memorization"});
     if (args.help()) {
         std::cout << eval_usage << text_flags;
         return 0;
     }
     args.required("--benchmark");
-    args.choice("--benchmark", "", {"tofu"});
+    const bool privacy = args.choice("--benchmark", "", {"tofu", "privacy"}) == "privacy";
+    if (!privacy)
+        for (const char* flag : {"--k", "--prefix-tokens", "--no-memorization"})
+            if (args.has(flag)) fail("simnpo eval: ", flag, " applies to --benchmark privacy only");
     const std::filesystem::path model_dir = args.required("--model");
     const std::filesystem::path data_dir = args.required("--data");
     const std::string split = args.required("--split");
     args.choice("--split", "", {"forget01", "forget05", "forget10"});
-    const eval::tofu::Options options{
-        .batch_size = static_cast<std::size_t>(args.integer("--batch-size", 16, 1, 1 << 20)),
-        .max_new_tokens = args.integer("--max-new-tokens", 200, 1, 1 << 20)};
+    const auto batch_size = static_cast<std::size_t>(args.integer("--batch-size", 16, 1, 1 << 20));
+    const auto max_new_tokens = args.integer("--max-new-tokens", 200, 1, 1 << 20);
+    const eval::privacy::Options privacy_options{
+        .k = args.real("--k", 0.4, 1e-9, 1.0),
+        .batch_size = batch_size,
+        .prefix_tokens = static_cast<std::size_t>(args.integer("--prefix-tokens", 8, 0, 1 << 20)),
+        .max_new_tokens = max_new_tokens,
+        .memorization = !args.has("--no-memorization")};
     if (args.has("--threads")) set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
 
     auto model = model::load<simnpo::cpu, float>(model_dir);
     const TextInput text(args, model_dir);
     const auto& format = text.required("simnpo eval");
+    if (privacy) {
+        const auto members = data::read_question_answers(data_dir / (split + ".jsonl"));
+        const auto nonmembers = data::read_question_answers(data_dir / eval::privacy::holdout_file(split));
+        std::optional<eval::privacy::Aucs> retain_auc;
+        if (args.has("--retain-model")) {
+            auto retain = model::load<simnpo::cpu, float>(args.required("--retain-model"));
+            retain_auc = eval::privacy::mia_aucs(retain, format, std::span(members), std::span(nonmembers), privacy_options);
+        }
+        auto report = eval::privacy::evaluate(model, format, std::span(members), std::span(nonmembers), retain_auc,
+                                              privacy_options);
+        report.split = split;
+        if (args.has("--out"))
+            write_file_atomic(args.required("--out"), detail::dump(eval::privacy::to_json(report), 1) + "\n");
+        detail::print_privacy_table(report, privacy_options.prefix_tokens, std::cout);
+        return 0;
+    }
+    const eval::tofu::Options options{.batch_size = batch_size, .max_new_tokens = max_new_tokens};
     std::optional<std::vector<double>> retain_ratios;
     if (args.has("--retain-model")) {
         auto retain = model::load<simnpo::cpu, float>(args.required("--retain-model"));

@@ -12,6 +12,7 @@
 #include "device.hpp"
 #include "evaluate.hpp"
 #include "logprobs.hpp"
+#include "relearn.hpp"
 #include "tokenize.hpp"
 #include "training.hpp"
 
@@ -27,7 +28,9 @@ commands:
   logprobs         score each example's answer under a model
   train            fine-tune a model on examples (token-mean NLL)
   unlearn          unlearn a forget set (ga, npo, simnpo, dpo; retain none, nll, kl)
-  eval             benchmark metrics (TOFU: probability, truth ratio, ROUGE-L, forget quality, utility)
+  eval             benchmark metrics (TOFU: probability, truth ratio, ROUGE-L, forget quality, utility;
+                   privacy: membership-inference AUC, PrivLeak, VerbMem, KnowMem)
+  relearn          the relearning attack: fine-tune on part of the forget set, probe the whole
   generate         greedy answers to questions
   tokenize         text to GPT-2 token ids and back, one document a line
   train-tokenizer  a byte-level BPE vocabulary from a corpus
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
         if (words[0] == "train-tokenizer") return simnpo::cli::run_train_tokenizer(rest);
         if (words[0] == "eval") return simnpo::cli::run_eval(rest);
         if (words[0] == "generate") return simnpo::cli::run_generate(rest);
+        if (words[0] == "relearn") return simnpo::cli::run_relearn(rest);
         const bool known = words[0] == "logprobs" || words[0] == "train" || words[0] == "unlearn";
         if (known && simnpo::cli::device_flag(rest) == "cuda") return simnpo::cli::run_on_cuda(words[0], rest);
         if (words[0] == "logprobs") return simnpo::cli::run_logprobs<simnpo::cpu>(rest);

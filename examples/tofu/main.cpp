@@ -2,7 +2,8 @@
 // GPT trained from scratch. A BPE vocabulary is trained on TOFU, a target model
 // on full.jsonl and a retain model on the retain split; the forget split is
 // then unlearned from the target with GA, GradDiff, NPO, NPO+GD, SimNPO and
-// SimNPO+GD, and every model is evaluated with the TOFU metrics.
+// SimNPO+GD, and every model is evaluated with the TOFU metrics and MUSE's
+// privacy metrics; each unlearned model then meets the relearning attack.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -25,11 +26,13 @@ constexpr const char* usage = R"(usage: tofu_study [--data TOFU_DIR] [--split S]
 Trains a BPE vocabulary on TOFU's full.jsonl, a compact GPT on full.jsonl (the
 target) and one on the retain split (the retain model: the gold standard of
 forgetting), unlearns the forget split from the target with six methods, and
-prints the paper-style table of the TOFU metrics.
+prints the paper-style table of the TOFU metrics, with PrivLeak and VerbMem
+(forget split against its holdout), and the relearning attack on each method.
 
   --data TOFU_DIR       the TOFU files (default ../shared/data/tofu)
   --split S             forget01 | forget05 | forget10 (default forget10; quick forget01)
-  --out DIR             results.json, table.txt and one <model>.json report each (default tofu-study)
+  --out DIR             results.json, table.txt, and <model>.json, <model>-privacy.json and
+                        <method>-relearn.json reports (default tofu-study)
   --cache DIR           tokenizer and trained models, reused by later runs with the same
                         settings (default DIR/models)
   --quick               a small configuration that runs in a minute or two (the ctest): the
@@ -41,6 +44,8 @@ prints the paper-style table of the TOFU metrics.
   --simnpo-beta B       (default 2.5)
   --simnpo-gamma G      SimNPO's margin (default 0)
   --retain-weight W     the NLL retain term's weight in the +GD methods (default 1)
+  --relearn-steps N     the relearning attack's AdamW steps on a tenth of the forget set (default 30)
+  --relearn-lr X        its rate (default 1e-4)
   --methods LIST        comma-separated subset of GA,GradDiff,NPO,NPO+GD,SimNPO,SimNPO+GD
   --seed S              initialisation and data order (default 0)
   --threads N           CPU threads (default: all)
@@ -63,9 +68,11 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 int run(const std::vector<std::string>& words) {
     namespace fs = std::filesystem;
     namespace tofu = simnpo::eval::tofu;
+    namespace privacy = simnpo::eval::privacy;
     const simnpo::cli::Args args("tofu_study", words,
                                  {"--data", "--split", "--out", "--cache", "--train-epochs", "--unlearn-epochs",
                                   "--unlearn-lr", "--npo-beta", "--simnpo-beta", "--simnpo-gamma", "--retain-weight",
+                                  "--relearn-steps", "--relearn-lr",
                                   "--methods", "--seed", "--threads"},
                                  {"--quick"});
     if (args.help()) {
@@ -81,6 +88,9 @@ int run(const std::vector<std::string>& words) {
     s.simnpo_beta = args.real("--simnpo-beta", s.simnpo_beta, 1e-6, 1e6);
     s.simnpo_gamma = args.real("--simnpo-gamma", s.simnpo_gamma, -1e6, 1e6);
     s.retain_weight = args.real("--retain-weight", s.retain_weight, 0.0, 1e6);
+    s.relearn_steps = args.integer("--relearn-steps", s.relearn_steps, 1, 100000);
+    s.relearn_every = std::min(s.relearn_every, s.relearn_steps);
+    s.relearn_lr = args.real("--relearn-lr", s.relearn_lr, 0.0, 1.0);
     s.seed = static_cast<std::uint64_t>(args.integer("--seed", 0, 0, 1LL << 40));
     std::vector<std::string> methods = study::methods();
     if (args.has("--methods")) {
@@ -150,26 +160,41 @@ int run(const std::vector<std::string>& words) {
     simnpo::set_threads(threads);
 
     const tofu::Options options{.batch_size = 16, .max_new_tokens = s.max_new_tokens};
-    nlohmann::json reports = nlohmann::json::object();
+    const simnpo::eval::privacy::Options privacy_options{.max_new_tokens = s.max_new_tokens};
+    const auto members = simnpo::data::read_question_answers(data / (s.split + ".jsonl"));
+    const auto nonmembers = simnpo::data::read_question_answers(data / privacy::holdout_file(s.split));
     std::vector<study::Row> rows;
     std::vector<double> retain_ratios;
-    const auto evaluate = [&](const std::string& name, const study::Model& model, double unlearn_seconds) {
+    std::optional<privacy::Aucs> retain_auc;
+    const auto write_json = [&](const fs::path& path, const nlohmann::json& value) {
+        simnpo::write_file_atomic(path, value.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    };
+    // The first model evaluated is the retain model: the reference of forget quality and PrivLeak.
+    const auto evaluate = [&](const std::string& name, const study::Model& model, double unlearn_seconds) -> study::Row& {
         const auto at = std::chrono::steady_clock::now();
-        study::Model copy = study::copy_of(model);  // the forward keeps activations: evaluation needs its own
+        study::Model copy = model;  // the forward keeps activations: evaluation needs its own
         auto report = tofu::evaluate(copy, format, data, s.split,
                                      retain_ratios.empty() ? std::nullopt
                                                            : std::optional<std::span<const double>>(retain_ratios),
                                      options);
-        if (retain_ratios.empty()) {  // the retain model itself: the reference of forget quality
+        auto privacy_report = privacy::evaluate(copy, format, std::span(members), std::span(nonmembers), retain_auc,
+                                                privacy_options);
+        privacy_report.split = s.split;
+        if (retain_ratios.empty()) {
             retain_ratios = tofu::truth_ratios(report.forget);
             report.forget_quality = tofu::forget_quality(retain_ratios, retain_ratios);
+            retain_auc = privacy_report.auc;
+            privacy::set_privleak(privacy_report, *retain_auc);
         }
         const auto json = tofu::to_json(report);
-        simnpo::write_file_atomic(out / (name + ".json"),
-                                  json.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-        rows.push_back({name, json["aggregates"], unlearn_seconds});
-        std::fprintf(log, "%s: evaluated in %.0f s (forget probability %.4f, model utility %.4f)\n", name.c_str(),
-                     seconds_since(at), report.forget.probability, report.model_utility);
+        const auto privacy_json = privacy::to_json(privacy_report);
+        write_json(out / (name + ".json"), json);
+        write_json(out / (name + "-privacy.json"), privacy_json);
+        rows.push_back({name, json["aggregates"], privacy_json["aggregates"], nullptr, unlearn_seconds});
+        std::fprintf(log, "%s: evaluated in %.0f s (forget probability %.4f, model utility %.4f, PrivLeak %.1f)\n",
+                     name.c_str(), seconds_since(at), report.forget.probability, report.model_utility,
+                     (*privacy_report.privleak)[static_cast<std::size_t>(simnpo::eval::Attack::min_k)]);
+        return rows.back();
     };
     evaluate("retain", *retain_model, 0.0);
     evaluate("target", *target, 0.0);
@@ -177,15 +202,25 @@ int run(const std::vector<std::string>& words) {
         std::fprintf(log, "%s: unlearning %s\n", method.c_str(), s.split.c_str());
         const auto at = std::chrono::steady_clock::now();
         const study::Model model = study::unlearned(method, *target, forget, retain, s, log);
-        evaluate(method, model, seconds_since(at));
+        study::Row& row = evaluate(method, model, seconds_since(at));
+        const auto relearn_at = std::chrono::steady_clock::now();
+        const auto relearning = study::relearned(model, format, std::span(members), std::span(nonmembers), s);
+        row.relearning = simnpo::eval::to_json(relearning);
+        write_json(out / (method + "-relearn.json"), row.relearning);
+        std::fprintf(log, "%s: relearning attack in %.0f s (forget probability %.4f -> %.4f)\n", method.c_str(),
+                     seconds_since(relearn_at), relearning.points.front().probability,
+                     relearning.points.back().probability);
     }
 
     nlohmann::json results = {{"settings", s.to_json()}, {"models", nlohmann::json::object()}};
     for (const auto& row : rows)
-        results["models"][row.name] = {{"aggregates", row.aggregates}, {"unlearn_seconds", row.seconds}};
+        results["models"][row.name] = {{"aggregates", row.aggregates},
+                                       {"privacy", row.privacy},
+                                       {"relearning", row.relearning},
+                                       {"unlearn_seconds", row.seconds}};
     results["seconds"] = seconds_since(started);
     simnpo::write_file_atomic(out / "results.json", results.dump(1) + "\n");
-    const std::string table = study::table(rows, s.split);
+    const std::string table = study::table(rows, s.split) + study::relearning_table(rows, s);
     simnpo::write_file_atomic(out / "table.txt", table);
     std::fputs(table.c_str(), stdout);
     const double target_forget = rows[1].aggregates["forget"]["probability"].get<double>();

@@ -2,10 +2,13 @@
 // unlearning methods, and the table.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,6 +39,10 @@ struct Settings {
     double npo_beta = 0.1, simnpo_beta = 2.5, simnpo_gamma = 0.0, retain_weight = 1.0;
     std::int64_t max_new_tokens = 200;
     std::uint64_t seed = 0;
+    // The relearning attack on each unlearned model: AdamW on a tenth of the
+    // forget set (at least one example), probed every relearn_every steps.
+    std::int64_t relearn_steps = 30, relearn_every = 10, relearn_batch = 8;
+    double relearn_lr = 1e-4;
 
     static Settings quick() {
         Settings s;
@@ -53,6 +60,9 @@ struct Settings {
         s.unlearn_batch = 8;
         s.unlearn_lr = 5e-4;
         s.max_new_tokens = 40;
+        s.relearn_steps = 10;
+        s.relearn_every = 5;
+        s.relearn_batch = 4;
         return s;
     }
 
@@ -70,10 +80,14 @@ struct Settings {
                 {"npo_beta", npo_beta},     {"simnpo_beta", simnpo_beta},     {"simnpo_gamma", simnpo_gamma},
                 {"retain_weight", retain_weight}, {"seed", seed}};
     }
+    json relearning_json() const {
+        return {{"steps", relearn_steps}, {"every", relearn_every}, {"batch_size", relearn_batch},
+                {"lr", relearn_lr}, {"subset", "a tenth of the forget set"}, {"seed", seed}};
+    }
     json to_json() const {
         return {{"split", split},           {"tokenizer", tokenizer_json()}, {"model", model_json()},
                 {"training", training_json()}, {"retain_rows", retain_rows}, {"unlearning", unlearning_json()},
-                {"max_new_tokens", max_new_tokens}};
+                {"relearning", relearning_json()}, {"max_new_tokens", max_new_tokens}};
     }
 };
 
@@ -86,17 +100,6 @@ inline std::string hash_of(const json& key) {
     return hash;
 }
 
-// A TOFU file's {"question", "answer"} pairs, as they are.
-inline std::vector<std::pair<std::string, std::string>> read_pairs(const fs::path& path) {
-    std::vector<std::pair<std::string, std::string>> pairs;
-    simnpo::data::detail::for_each_record(simnpo::read_file(path), path.string(), [&](const json& value, const std::string& at) {
-        if (!value.is_object()) simnpo::fail(at, ": expected a JSON object");
-        pairs.emplace_back(simnpo::data::detail::text_field(value, "question", at),
-                           simnpo::data::detail::text_field(value, "answer", at));
-    });
-    return pairs;
-}
-
 // The BPE vocabulary, trained on full.jsonl's questions and answers (and the
 // prompt template), or loaded from the cache.
 inline simnpo::tokenizer::Gpt2Tokenizer tokenizer(const fs::path& data, const Settings& s, const fs::path& cache,
@@ -107,9 +110,9 @@ inline simnpo::tokenizer::Gpt2Tokenizer tokenizer(const fs::path& data, const Se
         return simnpo::tokenizer::Gpt2Tokenizer::load(dir);
     }
     std::vector<std::string> corpus{std::string(simnpo::data::default_prompt_template)};
-    for (auto& [question, answer] : read_pairs(data / "full.jsonl")) {
-        corpus.push_back(std::move(question));
-        corpus.push_back(std::move(answer));
+    for (auto& pair : simnpo::data::read_question_answers(data / "full.jsonl")) {
+        corpus.push_back(std::move(pair.question));
+        corpus.push_back(std::move(pair.answer));
     }
     auto trained = simnpo::tokenizer::train_bpe(corpus, {.vocab_size = s.vocab_size});
     fs::create_directories(dir);
@@ -128,12 +131,6 @@ inline simnpo::model::Config model_config(const Settings& s, const simnpo::token
     config.n_head = s.n_head;
     config.validate("tofu_study");
     return config;
-}
-
-inline Model copy_of(const Model& model) {
-    Model copy(model.config());
-    copy.params() = model.params();
-    return copy;
 }
 
 // A model trained from GPT-2's initialisation on `examples`, or the one a
@@ -199,7 +196,7 @@ inline const std::vector<std::string>& methods() {
 // `target` unlearned with `method` on forget (and retain, for the +GD methods).
 inline Model unlearned(const std::string& method, const Model& target, const std::vector<Example>& forget,
                        const std::vector<Example>& retain, const Settings& s, std::FILE* log) {
-    Model model = copy_of(target);
+    Model model = target;
     simnpo::train::Options options;
     options.epochs = s.unlearn_epochs;
     options.batch_size = s.unlearn_batch;
@@ -232,10 +229,26 @@ inline Model unlearned(const std::string& method, const Model& target, const std
     return model;
 }
 
-// One row of the table: a model's aggregates, from its report's JSON.
+// The relearning attack on `model` (a copy): fine-tuned on a tenth of the
+// forget set, the whole set probed against the holdout questions.
+inline simnpo::eval::RelearnResult relearned(const Model& model, const simnpo::data::TextFormat& format,
+                                            std::span<const simnpo::data::QuestionAnswer> forget,
+                                            std::span<const simnpo::data::QuestionAnswer> holdout, const Settings& s) {
+    Model copy = model;
+    simnpo::eval::RelearnOptions options;
+    options.subset_size = std::max<std::size_t>(1, forget.size() / 10);
+    options.eval_every = s.relearn_every;
+    options.training = {.steps = s.relearn_steps, .batch_size = s.relearn_batch, .seed = s.seed};
+    options.probe.max_new_tokens = s.max_new_tokens;
+    return simnpo::eval::relearn(copy, simnpo::optim::AdamW({.lr = s.relearn_lr}), format, forget, holdout, options);
+}
+
+// One row of the tables: a model's aggregates, from its reports' JSON.
 struct Row {
     std::string name;
-    json aggregates;
+    json aggregates;       // TOFU's
+    json privacy;          // the privacy report's aggregates
+    json relearning;       // the attack's probes (unlearned models only)
     double seconds = 0.0;  // unlearning wall time (0 for the trained models)
 };
 
@@ -246,9 +259,10 @@ inline std::string table(const std::vector<Row>& rows, const std::string& split)
             ": forget quality (KS p-value against the retain model; higher is better), model utility\n"
             "(harmonic mean of 9; real authors and world facts were never taught), retain utility (harmonic\n"
             "mean of the 3 retain numbers), probability, ROUGE-L recall and truth ratio on the forget set,\n"
-            "probability and ROUGE-L recall on the retain set\n\n";
-    std::snprintf(line, sizeof line, "%-10s %10s %9s %9s %9s %9s %9s %9s %9s\n", "method", "forget_q", "utility",
-                  "ret_util", "f_prob", "f_rouge", "f_truth", "r_prob", "r_rouge");
+            "probability and ROUGE-L recall on the retain set; PrivLeak of Min-K% (forget set against\n"
+            "its holdout; 0 is ideal, -100 remembers all) and VerbMem on the forget set\n\n";
+    std::snprintf(line, sizeof line, "%-10s %10s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "method", "forget_q", "utility",
+                  "ret_util", "f_prob", "f_rouge", "f_truth", "r_prob", "r_rouge", "privleak", "verbmem");
     text += line;
     for (const Row& row : rows) {
         const json& a = row.aggregates;
@@ -256,12 +270,55 @@ inline std::string table(const std::vector<Row>& rows, const std::string& split)
         char quality[32];
         if (fq.is_null()) std::snprintf(quality, sizeof quality, "%s", "-");
         else std::snprintf(quality, sizeof quality, "%.3g", fq.get<double>());
-        std::snprintf(line, sizeof line, "%-10s %10s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f\n", row.name.c_str(),
-                      quality, a["model_utility"].get<double>(), a["retain_utility"].get<double>(),
+        std::snprintf(line, sizeof line, "%-10s %10s %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.2f %9.4f\n",
+                      row.name.c_str(), quality, a["model_utility"].get<double>(), a["retain_utility"].get<double>(),
                       a["forget"]["probability"].get<double>(), a["forget"]["rouge_l_recall"].get<double>(),
                       a["forget"]["truth_ratio"].get<double>(), a["retain"]["probability"].get<double>(),
-                      a["retain"]["rouge_l_recall"].get<double>());
+                      a["retain"]["rouge_l_recall"].get<double>(), row.privacy["privleak"]["min_k"].get<double>(),
+                      row.privacy["verbmem"].get<double>());
         text += line;
+    }
+    return text;
+}
+
+// The relearning rows: forget probability at each probe, then at the last
+// probe the probability of the examples not relearned, ROUGE-L recall and
+// Min-K%'s AUC (first → last).
+inline std::string relearning_table(const std::vector<Row>& rows, const Settings& s) {
+    std::string text, header;
+    char cell[64];
+    std::snprintf(cell, sizeof cell, "%lld steps of AdamW, lr %g, batch %lld", static_cast<long long>(s.relearn_steps),
+                  s.relearn_lr, static_cast<long long>(s.relearn_batch));
+    text += std::string("\nRelearning attack: ") + cell +
+            ", on a tenth of the forget set; forget probability at each step, then\n"
+            "at the last step the probability of the nine tenths not relearned, and ROUGE-L recall and Min-K% AUC\n"
+            "(step 0 -> last)\n\n";
+    for (const Row& row : rows) {
+        if (row.relearning.is_null()) continue;
+        const json& points = row.relearning["points"];
+        if (header.empty()) {
+            std::snprintf(cell, sizeof cell, "%-10s", "method");
+            header = cell;
+            for (const auto& p : points) {
+                std::snprintf(cell, sizeof cell, " %8s", ("p@" + std::to_string(p["step"].get<long long>())).c_str());
+                header += cell;
+            }
+            std::snprintf(cell, sizeof cell, " %9s %17s %17s\n", "unseen_p", "f_rouge", "auc_min_k");
+            text += header + cell;
+        }
+        std::snprintf(cell, sizeof cell, "%-10s", row.name.c_str());
+        text += cell;
+        for (const auto& p : points) {
+            std::snprintf(cell, sizeof cell, " %8.4f", p["probability"].get<double>());
+            text += cell;
+        }
+        const json& first = points.front();
+        const json& last = points.back();
+        const auto value = [](const json& v) { return v.is_null() ? std::nan("") : v.get<double>(); };
+        std::snprintf(cell, sizeof cell, " %9.4f %7.4f -> %6.4f %7.4f -> %6.4f\n", value(last["unseen_probability"]),
+                      value(first["rouge_l_recall"]), value(last["rouge_l_recall"]), first["auc"]["min_k"].get<double>(),
+                      last["auc"]["min_k"].get<double>());
+        text += cell;
     }
     return text;
 }
