@@ -413,3 +413,101 @@ BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
     check_error(run("train-tokenizer --corpus " + bad + " --vocab-size 300 --out " + scratch.file("t3"), scratch),
                 "bad.jsonl:2");
 }
+
+// eval --benchmark privacy and relearn on a compact model trained on forget01.
+BOOST_AUTO_TEST_CASE(privacy_eval_and_the_relearning_attack) {
+    const TempDir scratch;
+    const std::string tofu = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
+    const std::string forget = tofu + "/forget01.jsonl", holdout = tofu + "/holdout01.jsonl";
+    auto result = run("train-tokenizer --corpus " + forget + " --vocab-size 300 --out " + scratch.file("tok"), scratch);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    scratch.write("config.json", R"({"vocab_size": 300, "n_positions": 512, "n_embd": 32, "n_layer": 1, "n_head": 2})");
+    result = run("init --config " + scratch.file("config.json") + " --out " + scratch.file("init"), scratch);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    result = run("train --model " + scratch.file("init") + " --tokenizer " + scratch.file("tok") + " --data " + forget +
+                     " --out " + scratch.file("trained") + " --steps 40 --lr 3e-3 --batch-size 8",
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+
+    result = run("eval --benchmark privacy --model " + scratch.file("trained") + " --retain-model " + scratch.file("init") +
+                     " --tokenizer " + scratch.file("tok") + " --data " + tofu +
+                     " --split forget01 --max-new-tokens 8 --out " + scratch.file("privacy.json"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(result.output.find("PrivLeak") != std::string::npos);
+    BOOST_TEST(result.output.find("holdout01.jsonl (non-members)") != std::string::npos);
+    const auto report = simnpo::read_json_file(scratch.file("privacy.json"));
+    const auto& aggregates = report.at("aggregates");
+    for (const char* attack : {"loss", "zlib", "min_k", "min_k++"}) {
+        BOOST_TEST_CONTEXT(attack) {
+            const double auc = aggregates.at("auc").at(attack).get<double>();
+            const double retain = aggregates.at("retain_auc").at(attack).get<double>();
+            BOOST_TEST((auc >= 0.0 && auc <= 1.0));
+            BOOST_TEST(aggregates.at("privleak").at(attack).get<double>() == (auc - retain) / retain * 100.0,
+                       boost::test_tools::tolerance(1e-12));
+            BOOST_TEST(report.at("scores").at("members").at(attack).size() == 40u);
+            BOOST_TEST(report.at("scores").at("nonmembers").at(attack).size() == 40u);
+        }
+    }
+    // Trained on the members, the model gives them lower losses than the holdout's.
+    BOOST_TEST(aggregates.at("auc").at("loss").get<double>() < 0.5);
+    // The LOSS score is the answer's mean NLL, as logprobs reports it.
+    result = run("logprobs --model " + scratch.file("trained") + " --data " + forget + " --out " + scratch.file("lp.jsonl"),
+                 scratch);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    const auto logprobs = read_lines(scratch.file("lp.jsonl"));
+    for (std::size_t i = 0; i < logprobs.size(); ++i)
+        BOOST_TEST(report.at("scores").at("members").at("loss").at(i).get<double>() ==
+                       -logprobs[i].at("logprob").get<double>() / logprobs[i].at("n_tokens").get<double>(),
+                   boost::test_tools::tolerance(1e-5));
+    for (const char* metric : {"verbmem", "knowmem"})
+        BOOST_TEST((aggregates.at(metric).get<double>() >= 0.0 && aggregates.at(metric).get<double>() <= 1.0), metric);
+    BOOST_TEST(report.at("knowmem").at("f1").size() == 40u);
+
+    result = run("relearn --model " + scratch.file("init") + " --tokenizer " + scratch.file("tok") + " --forget " + forget +
+                     " --holdout " + holdout + " --subset 4 --steps 6 --eval-every 3 --lr 3e-3 --max-new-tokens 8 --out " +
+                     scratch.file("relearned"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(result.output.find("relearning on 4 of 40 forget examples") != std::string::npos);
+    BOOST_TEST(fs::exists(scratch.file("relearned/model.safetensors")));
+    BOOST_TEST(fs::exists(scratch.file("relearned/vocab.json")));
+    const auto relearned = simnpo::read_json_file(scratch.file("relearned/relearn.json"));
+    BOOST_TEST(relearned.at("subset").size() == 4u);
+    const auto& points = relearned.at("points");
+    BOOST_REQUIRE_EQUAL(points.size(), 3u);
+    BOOST_TEST(points.at(1).at("step") == 3);
+    BOOST_TEST(points.at(2).at("probability").get<double>() > points.at(0).at("probability").get<double>());
+    BOOST_TEST(points.at(2).at("rouge_l_recall").is_number());
+    BOOST_TEST(points.at(2).at("auc").at("min_k++").is_number());
+
+    // Errors: one line, naming the flag or the file.
+    const std::string privacy = "eval --benchmark privacy --model " + scratch.file("trained") + " --data " + tofu;
+    check_error(run(privacy + " --split forget01 --k 0", scratch), "--k must be in");
+    check_error(run("eval --benchmark tofu --model " + scratch.file("trained") + " --data " + tofu +
+                        " --split forget01 --no-memorization",
+                    scratch),
+                "--no-memorization applies to --benchmark privacy only");
+    check_error(run(privacy + " --split forget05 --data " + scratch.path.string(), scratch), "flag --data given twice");
+    const std::string dir_without_holdout = scratch.file("tofu-part");
+    fs::create_directories(dir_without_holdout);
+    fs::copy_file(forget, dir_without_holdout + "/forget01.jsonl");
+    check_error(run("eval --benchmark privacy --model " + scratch.file("trained") + " --data " + dir_without_holdout +
+                        " --split forget01",
+                    scratch),
+                "tofu-part/holdout01.jsonl");
+    const std::string relearn = "relearn --model " + scratch.file("trained") + " --forget " + forget + " --holdout " +
+                                holdout + " --steps 2 --out " + scratch.file("r2");
+    check_error(run(relearn + " --subset 41", scratch), "--subset 41 is more than the 40 examples", scratch.file("r2"));
+    check_error(run(relearn, scratch), "missing required flag --subset");
+    check_error(run(relearn + " --subset 2 --epochs 1", scratch), "unknown flag '--epochs'");
+    check_error(run(relearn + " --subset 2 --eval-every 3", scratch), "--eval-every must be in [1, 2]");
+    const std::string ids = scratch.write("ids.jsonl", good_line + "\n");
+    check_error(run("relearn --model " + scratch.file("trained") + " --forget " + ids + " --holdout " + holdout +
+                        " --subset 1 --steps 1 --out " + scratch.file("r3"),
+                    scratch),
+                "ids.jsonl:1: missing key 'question'");
+}

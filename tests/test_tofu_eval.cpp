@@ -134,6 +134,12 @@ BOOST_AUTO_TEST_CASE(per_question_values_come_from_the_model) {
             BOOST_TEST(r.generation == gpt2().decode(ids));
             BOOST_TEST(r.rouge_l_recall == simnpo::eval::rouge_l(r.generation, q.answer).recall);
         }
+        // Without generation: the same scores and truth ratios, no answers.
+        const auto scores_only =
+            tofu::evaluate_set(model, format, questions, set, {.batch_size = 4, .max_new_tokens = 12, .generate = false});
+        BOOST_TEST(tofu::truth_ratios(scores_only) == tofu::truth_ratios(result));
+        BOOST_TEST(scores_only.probability == result.probability);
+        for (const auto& r : scores_only.questions) BOOST_TEST((r.generation.empty() && r.rouge_l_recall == 0.0));
     }
 }
 

@@ -173,7 +173,9 @@ inline int run_eval(const std::vector<std::string>& words) {
     std::optional<std::vector<double>> retain_ratios;
     if (args.has("--retain-model")) {
         auto retain = model::load<simnpo::cpu, float>(args.required("--retain-model"));
-        retain_ratios = eval::tofu::truth_ratios(eval::tofu::evaluate_forget_set(retain, format, data_dir, split, options));
+        eval::tofu::Options scores_only = options;
+        scores_only.generate = false;  // its truth ratios are all forget quality needs
+        retain_ratios = eval::tofu::truth_ratios(eval::tofu::evaluate_forget_set(retain, format, data_dir, split, scores_only));
     }
     const auto report = eval::tofu::evaluate(
         model, format, data_dir, split,

@@ -48,29 +48,40 @@ struct TokenStatistics {
     std::vector<double> logprob, mean, stddev;
 };
 
-// One position's statistics from its logits [V] and target, in double.
+// One position's statistics from its logits [V] and target, in double, with
+// s = logit − max and e = exp(s): log Z = log Σ e, μ = Σ e·s / Σ e − log Z, and
+// σ² = Σ e·(s − m)² / Σ e with m = μ + log Z (two passes: never negative).
+// `scratch` holds e between the passes.
 template <class Scalar>
-void add_token_statistics(TokenStatistics& stats, std::span<const Scalar> logits, std::int32_t target) {
+void add_token_statistics(TokenStatistics& stats, std::span<const Scalar> logits, std::int32_t target,
+                          std::vector<double>& scratch) {
     if (target < 0 || static_cast<std::size_t>(target) >= logits.size())
         fail("token_statistics: target ", target, " is outside the vocabulary of ", logits.size());
     double max = -std::numeric_limits<double>::infinity();
     for (const Scalar x : logits) max = std::max(max, static_cast<double>(x));
-    double sum = 0.0;
-    for (const Scalar x : logits) sum += std::exp(static_cast<double>(x) - max);
-    const double log_z = max + std::log(sum);
-    double mean = 0.0;
-    for (const Scalar x : logits) {
-        const double logp = static_cast<double>(x) - log_z;
-        mean += std::exp(logp) * logp;
+    scratch.resize(logits.size());
+    double sum = 0.0, weighted = 0.0;
+    for (std::size_t v = 0; v < logits.size(); ++v) {
+        const double shifted = static_cast<double>(logits[v]) - max;
+        scratch[v] = std::exp(shifted);
+        sum += scratch[v];
+        weighted += scratch[v] * shifted;
     }
-    double variance = 0.0;  // two passes: never negative
-    for (const Scalar x : logits) {
-        const double logp = static_cast<double>(x) - log_z;
-        variance += std::exp(logp) * (logp - mean) * (logp - mean);
+    const double mean_shifted = weighted / sum, log_z = std::log(sum);
+    double variance = 0.0;
+    for (std::size_t v = 0; v < logits.size(); ++v) {
+        const double d = static_cast<double>(logits[v]) - max - mean_shifted;
+        variance += scratch[v] * d * d;
     }
-    stats.logprob.push_back(static_cast<double>(logits[static_cast<std::size_t>(target)]) - log_z);
-    stats.mean.push_back(mean);
-    stats.stddev.push_back(std::sqrt(variance));
+    stats.logprob.push_back(static_cast<double>(logits[static_cast<std::size_t>(target)]) - max - log_z);
+    stats.mean.push_back(mean_shifted - log_z);
+    stats.stddev.push_back(std::sqrt(variance / sum));
+}
+
+template <class Scalar>
+void add_token_statistics(TokenStatistics& stats, std::span<const Scalar> logits, std::int32_t target) {
+    std::vector<double> scratch;
+    add_token_statistics(stats, logits, target, scratch);
 }
 
 // Each example's answer-token statistics under `model`, `batch_size` examples a forward.
@@ -84,15 +95,23 @@ std::vector<TokenStatistics> token_statistics(model::Gpt<Backend, Scalar>& model
     for (std::size_t first = 0; first < examples.size(); first += batch_size) {
         const auto chunk = examples.subspan(first, std::min(batch_size, examples.size() - first));
         const data::Batch batch = data::make_batch(chunk);
-        model.forward(batch);
+        model.forward(batch);  // checks every target against the vocabulary
         logits.resize(static_cast<std::size_t>(model.scored_count()) * V);
         copy_to_host(model.backend(), std::span<Scalar>(logits), model.logits().data());
         const auto positions = model.scored_positions();
         const std::int64_t T = model.batch_columns();
-        for (std::size_t n = 0; n < positions.size(); ++n) {
-            const auto row = static_cast<std::size_t>(positions[n] / T);
-            add_token_statistics(result[first + row], std::span<const Scalar>(logits).subspan(n * V, V),
-                                 batch.targets.data()[positions[n]]);
+        // Scored positions come in row order: row b's are [begin[b], begin[b + 1]).
+        std::vector<std::size_t> begin(chunk.size() + 1, positions.size());
+        for (std::size_t n = positions.size(); n-- > 0;) begin[static_cast<std::size_t>(positions[n] / T)] = n;
+        for (std::size_t b = chunk.size(); b-- > 0;) begin[b] = std::min(begin[b], begin[b + 1]);
+#pragma omp parallel
+        {
+            std::vector<double> scratch;
+#pragma omp for schedule(dynamic)
+            for (std::size_t b = 0; b < chunk.size(); ++b)
+                for (std::size_t n = begin[b]; n < begin[b + 1]; ++n)
+                    add_token_statistics(result[first + b], std::span<const Scalar>(logits).subspan(n * V, V),
+                                         batch.targets.data()[positions[n]], scratch);
         }
     }
     return result;

@@ -72,6 +72,8 @@ struct Report {
 struct Options {
     std::size_t batch_size = 16;        // sequences per scoring forward
     std::int64_t max_new_tokens = 200;  // greedy answers stop here, at end-of-text, or at n_positions
+    bool generate = true;               // greedy answers and their ROUGE-L (false: the scores alone,
+                                        // e.g. for the retain model's truth ratios)
 };
 
 // The harmonic mean; 0 when any value is 0 (TOFU's convention for utility).
@@ -190,11 +192,13 @@ SetResult evaluate_set(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextF
     }
     const auto nll = mean_nll(model, std::span<const data::Example>(examples), options.batch_size);
 
-    std::vector<std::vector<std::int32_t>> prompts;
-    for (const auto& q : questions) prompts.push_back(format.prompt_ids(q.question));
-    const auto generations = model::generate_greedy(
-        model, std::span<const std::vector<std::int32_t>>(prompts),
-        {.max_new_tokens = options.max_new_tokens, .stop_token = format.end_of_text_id()});
+    std::vector<std::vector<std::int32_t>> prompts, generations;
+    if (options.generate) {
+        for (const auto& q : questions) prompts.push_back(format.prompt_ids(q.question));
+        generations = model::generate_greedy(model, std::span<const std::vector<std::int32_t>>(prompts),
+                                             {.max_new_tokens = options.max_new_tokens,
+                                              .stop_token = format.end_of_text_id()});
+    }
 
     std::vector<QuestionResult> results;
     std::size_t next = 0;
@@ -204,8 +208,10 @@ SetResult evaluate_set(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextF
         r.answer_nll = nll[next++];
         r.paraphrased_nll = (set == Set::forget || set == Set::retain) ? nll[next++] : r.answer_nll;
         for (std::size_t j = 0; j < q.perturbed.size(); ++j) r.perturbed_nll.push_back(nll[next++]);
-        r.generation = format.tokenizer().decode(generations[i]);
-        r.rouge_l_recall = rouge_l(r.generation, q.answer).recall;
+        if (options.generate) {
+            r.generation = format.tokenizer().decode(generations[i]);
+            r.rouge_l_recall = rouge_l(r.generation, q.answer).recall;
+        }
         results.push_back(std::move(r));
     }
     return summarize(set, std::move(results));

@@ -31,6 +31,12 @@ public:
         const auto P = config_.n_positions, C = config_.n_embd;
         keys_.assign(static_cast<std::size_t>(config_.n_layer), Cache(P, C));
         values_.assign(static_cast<std::size_t>(config_.n_layer), Cache(P, C));
+        x_.resize(C);
+        normed_.resize(C);
+        qkv_.resize(3 * C);
+        attended_.resize(C);
+        scores_.resize(P);
+        hidden_.resize(4 * C);
         logits_.resize(config_.vocab_size);
     }
 
@@ -38,6 +44,7 @@ public:
     void reset() { position_ = 0; }
 
     // Reads `token` at the next position; returns the logits [V] of the token after it.
+    // Every row lives in the decoder: a token allocates nothing.
     const Row& feed(std::int32_t token) {
         const std::int64_t C = config_.n_embd, H = config_.n_head, D = C / H, V = config_.vocab_size;
         if (token < 0 || token >= V) fail("Decoder: token id ", token, " is outside the vocabulary [0, ", V, ")");
@@ -45,32 +52,37 @@ public:
             fail("Decoder: the sequence is already n_positions = ", config_.n_positions, " tokens long");
         const auto t = position_;
         const ParamLayout& layout = model_.layout();
-        Row x = vector(layout.wte() + static_cast<std::size_t>(token * C), C) +
-                vector(layout.wpe() + static_cast<std::size_t>(t * C), C);
+        x_ = vector(layout.wte() + static_cast<std::size_t>(token * C), C) +
+             vector(layout.wpe() + static_cast<std::size_t>(t * C), C);
+        const Scalar scale = Scalar{1} / std::sqrt(static_cast<Scalar>(D));
         for (std::int64_t l = 0; l < config_.n_layer; ++l) {
             const BlockOffsets& w = model_.layout().block(static_cast<std::size_t>(l));
             auto& keys = keys_[static_cast<std::size_t>(l)];
             auto& values = values_[static_cast<std::size_t>(l)];
-            const Row qkv = layernorm(x, w.ln_1_weight, w.ln_1_bias) * weights(w.attn_weight, C, 3 * C) +
-                            vector(w.attn_bias, 3 * C);
-            keys.row(t) = qkv.segment(C, C);
-            values.row(t) = qkv.segment(2 * C, C);
-            Row attended(C);
-            const Scalar scale = Scalar{1} / std::sqrt(static_cast<Scalar>(D));
+            layernorm(w.ln_1_weight, w.ln_1_bias);
+            qkv_.noalias() = normed_ * weights(w.attn_weight, C, 3 * C);
+            qkv_ += vector(w.attn_bias, 3 * C);
+            keys.row(t) = qkv_.segment(C, C);
+            values.row(t) = qkv_.segment(2 * C, C);
+            auto p = scores_.head(t + 1);
             for (std::int64_t head = 0; head < H; ++head) {
-                const auto k = keys.block(0, head * D, t + 1, D);
-                Row p = (qkv.segment(head * D, D) * k.transpose()) * scale;
+                p.noalias() = qkv_.segment(head * D, D) * keys.block(0, head * D, t + 1, D).transpose();
+                p *= scale;
                 p = (p.array() - p.maxCoeff()).exp();
                 p /= p.sum();
-                attended.segment(head * D, D) = p * values.block(0, head * D, t + 1, D);
+                attended_.segment(head * D, D).noalias() = p * values.block(0, head * D, t + 1, D);
             }
-            x += attended * weights(w.attn_proj_weight, C, C) + vector(w.attn_proj_bias, C);
-            Row hidden = layernorm(x, w.ln_2_weight, w.ln_2_bias) * weights(w.fc_weight, C, 4 * C) +
-                         vector(w.fc_bias, 4 * C);
-            hidden = hidden.unaryExpr([](Scalar u) { return gelu(u); });
-            x += hidden * weights(w.fc_proj_weight, 4 * C, C) + vector(w.fc_proj_bias, C);
+            x_.noalias() += attended_ * weights(w.attn_proj_weight, C, C);
+            x_ += vector(w.attn_proj_bias, C);
+            layernorm(w.ln_2_weight, w.ln_2_bias);
+            hidden_.noalias() = normed_ * weights(w.fc_weight, C, 4 * C);
+            hidden_ += vector(w.fc_bias, 4 * C);
+            hidden_ = hidden_.unaryExpr([](Scalar u) { return gelu(u); });
+            x_.noalias() += hidden_ * weights(w.fc_proj_weight, 4 * C, C);
+            x_ += vector(w.fc_proj_bias, C);
         }
-        logits_.noalias() = layernorm(x, layout.ln_f_weight(), layout.ln_f_bias()) * weights(layout.wte(), V, C).transpose();
+        layernorm(layout.ln_f_weight(), layout.ln_f_bias());
+        logits_.noalias() = normed_ * weights(layout.wte(), V, C).transpose();
         ++position_;
         return logits_;
     }
@@ -87,18 +99,21 @@ private:
     }
     Vector vector(std::size_t offset, std::int64_t size) const { return Vector(model_.params().data() + offset, size); }
 
-    Row layernorm(const Row& x, std::size_t weight, std::size_t bias) const {
-        const auto C = x.size();
-        const Scalar mean = x.mean();
-        const Row centred = x.array() - mean;
-        const Scalar variance = centred.squaredNorm() / static_cast<Scalar>(C);
+    // normed_ = LayerNorm(x_) with the weight and bias at these offsets.
+    void layernorm(std::size_t weight, std::size_t bias) {
+        const auto C = x_.size();
+        const Scalar mean = x_.mean();
+        normed_ = x_.array() - mean;
+        const Scalar variance = normed_.squaredNorm() / static_cast<Scalar>(C);
         const Scalar rstd = Scalar{1} / std::sqrt(variance + static_cast<Scalar>(config_.layer_norm_epsilon));
-        return (centred * rstd).cwiseProduct(vector(weight, C)) + vector(bias, C);
+        normed_ = (normed_ * rstd).cwiseProduct(vector(weight, C)) + vector(bias, C);
     }
 
     const Gpt<simnpo::cpu, Scalar>& model_;
     Config config_;
     std::vector<Cache> keys_, values_;  // per layer [n_positions, C]
+    Row x_, normed_, qkv_, attended_, hidden_;  // the residual stream and one layer's rows
+    Row scores_;                                 // one head's attention over the prefix [n_positions]
     Row logits_;
     std::int64_t position_ = 0;
 };
