@@ -311,31 +311,40 @@ BOOST_AUTO_TEST_CASE(tokenize_matches_the_reference_encoder_and_decodes_back) {
 // Text data end to end: a BPE vocabulary trained on a TOFU split, a model
 // trained on that split's text (its directory then carries the tokenizer),
 // scored, asked, and evaluated with the TOFU metrics.
-BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
-    const TempDir scratch;
-    const std::string tofu = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
-    const std::string forget = tofu + "/forget01.jsonl";
-    auto result = run("train-tokenizer --corpus " + forget + " --vocab-size 300 --out " + scratch.file("tok"), scratch);
+namespace {
+
+// In `scratch`: a 300-token BPE trained on `corpus` (tok), a compact model
+// initialised over it (init) and trained on `corpus` for 40 steps (trained).
+void train_text_model(const TempDir& scratch, const std::string& corpus) {
+    auto result = run("train-tokenizer --corpus " + corpus + " --vocab-size 300 --out " + scratch.file("tok"), scratch);
     BOOST_TEST_INFO(result.output);
     BOOST_REQUIRE_EQUAL(result.status, 0);
-    const auto tokenizer = simnpo::tokenizer::Gpt2Tokenizer::load(scratch.file("tok"));
-    BOOST_TEST(tokenizer.vocab_size() == 300u);
-    BOOST_TEST(tokenizer.end_of_text_id() == 299);
-
     scratch.write("config.json", R"({"vocab_size": 300, "n_positions": 512, "n_embd": 32, "n_layer": 1, "n_head": 2})");
     result = run("init --config " + scratch.file("config.json") + " --out " + scratch.file("init"), scratch);
     BOOST_REQUIRE_EQUAL(result.status, 0);
-    result = run("train --model " + scratch.file("init") + " --tokenizer " + scratch.file("tok") + " --data " + forget +
+    result = run("train --model " + scratch.file("init") + " --tokenizer " + scratch.file("tok") + " --data " + corpus +
                      " --out " + scratch.file("trained") + " --steps 40 --lr 3e-3 --batch-size 8",
                  scratch);
     BOOST_TEST_INFO(result.output);
     BOOST_REQUIRE_EQUAL(result.status, 0);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
+    const TempDir scratch;
+    const std::string tofu = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
+    const std::string forget = tofu + "/forget01.jsonl";
+    train_text_model(scratch, forget);
+    const auto tokenizer = simnpo::tokenizer::Gpt2Tokenizer::load(scratch.file("tok"));
+    BOOST_TEST(tokenizer.vocab_size() == 300u);
+    BOOST_TEST(tokenizer.end_of_text_id() == 299);
     BOOST_TEST(fs::exists(scratch.file("trained/vocab.json")));  // the model carries its tokenizer
 
     // logprobs reads the text with the model's own tokenizer: the answer and end-of-text are scored.
-    result = run("logprobs --model " + scratch.file("trained") + " --data " + forget + " --out " +
-                     scratch.file("lp.jsonl"),
-                 scratch);
+    auto result = run("logprobs --model " + scratch.file("trained") + " --data " + forget + " --out " +
+                          scratch.file("lp.jsonl"),
+                      scratch);
     BOOST_TEST_INFO(result.output);
     BOOST_REQUIRE_EQUAL(result.status, 0);
     const auto scores = read_lines(scratch.file("lp.jsonl"));
@@ -419,21 +428,12 @@ BOOST_AUTO_TEST_CASE(privacy_eval_and_the_relearning_attack) {
     const TempDir scratch;
     const std::string tofu = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
     const std::string forget = tofu + "/forget01.jsonl", holdout = tofu + "/holdout01.jsonl";
-    auto result = run("train-tokenizer --corpus " + forget + " --vocab-size 300 --out " + scratch.file("tok"), scratch);
-    BOOST_REQUIRE_EQUAL(result.status, 0);
-    scratch.write("config.json", R"({"vocab_size": 300, "n_positions": 512, "n_embd": 32, "n_layer": 1, "n_head": 2})");
-    result = run("init --config " + scratch.file("config.json") + " --out " + scratch.file("init"), scratch);
-    BOOST_REQUIRE_EQUAL(result.status, 0);
-    result = run("train --model " + scratch.file("init") + " --tokenizer " + scratch.file("tok") + " --data " + forget +
-                     " --out " + scratch.file("trained") + " --steps 40 --lr 3e-3 --batch-size 8",
-                 scratch);
-    BOOST_TEST_INFO(result.output);
-    BOOST_REQUIRE_EQUAL(result.status, 0);
+    train_text_model(scratch, forget);
 
-    result = run("eval --benchmark privacy --model " + scratch.file("trained") + " --retain-model " + scratch.file("init") +
-                     " --tokenizer " + scratch.file("tok") + " --data " + tofu +
-                     " --split forget01 --max-new-tokens 8 --out " + scratch.file("privacy.json"),
-                 scratch);
+    auto result = run("eval --benchmark privacy --model " + scratch.file("trained") + " --retain-model " +
+                          scratch.file("init") + " --tokenizer " + scratch.file("tok") + " --data " + tofu +
+                          " --split forget01 --max-new-tokens 8 --out " + scratch.file("privacy.json"),
+                      scratch);
     BOOST_TEST_INFO(result.output);
     BOOST_REQUIRE_EQUAL(result.status, 0);
     BOOST_TEST(result.output.find("PrivLeak") != std::string::npos);

@@ -1,9 +1,9 @@
 // The CUDA backend against the CPU backend, its oracle (DESIGN §7): the same
 // parameters and batches through Gpt<simnpo::cpu, float> and
 // Gpt<simnpo::cuda, float> must give the same per-token log-probabilities,
-// parameter gradients, optimizer steps and a 20-step unlearning trajectory,
-// within float tolerance. Without a GPU the program says so and exits 77,
-// which ctest reports as skipped.
+// parameter gradients, membership-inference statistics, optimizer steps and a
+// 20-step unlearning trajectory, within float tolerance. Without a GPU the
+// program says so and exits 77, which ctest reports as skipped.
 #define BOOST_TEST_MODULE cuda_parity
 #define BOOST_TEST_NO_MAIN
 #include <boost/test/unit_test.hpp>
@@ -124,6 +124,27 @@ BOOST_AUTO_TEST_CASE(per_token_logprobs_match) {
             BOOST_TEST(std::abs(expected[n] - actual[n]) <= tolerance * std::max(1.0f, std::abs(expected[n])),
                        "token " << n << ": CPU " << expected[n] << ", GPU " << actual[n] << " (tf32 " << tf32 << ")");
         BOOST_TEST(cpu.sequence_logprobs().size() == gpu.sequence_logprobs().size());
+    }
+}
+
+// The membership-inference statistics read the GPU's logits back: the same
+// per-token log π, μ and σ as on the CPU.
+BOOST_AUTO_TEST_CASE(membership_statistics_match) {
+    const auto config = small_config();
+    CpuModel cpu = random_model(config, 5);
+    GpuModel gpu = to_gpu(cpu);
+    const auto rows = examples(config, 7, 17, 40);
+    const auto expected = simnpo::eval::token_statistics(cpu, std::span(rows), 3);
+    const auto actual = simnpo::eval::token_statistics(gpu, std::span(rows), 3);
+    BOOST_REQUIRE_EQUAL(expected.size(), actual.size());
+    const auto near = [](double a, double b) { return std::abs(a - b) <= 2e-5 * std::max(1.0, std::abs(a)); };
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        BOOST_REQUIRE_EQUAL(expected[i].logprob.size(), actual[i].logprob.size());
+        for (std::size_t t = 0; t < expected[i].logprob.size(); ++t) {
+            BOOST_TEST(near(expected[i].logprob[t], actual[i].logprob[t]), "example " << i << " token " << t);
+            BOOST_TEST(near(expected[i].mean[t], actual[i].mean[t]), "example " << i << " token " << t);
+            BOOST_TEST(near(expected[i].stddev[t], actual[i].stddev[t]), "example " << i << " token " << t);
+        }
     }
 }
 
