@@ -487,6 +487,10 @@ BOOST_AUTO_TEST_CASE(privacy_eval_and_the_relearning_attack) {
     // Errors: one line, naming the flag or the file.
     const std::string privacy = "eval --benchmark privacy --model " + scratch.file("trained") + " --data " + tofu;
     check_error(run(privacy + " --split forget01 --k 0", scratch), "--k must be in");
+    scratch.write("small.json", R"({"vocab_size": 200, "n_positions": 512, "n_embd": 32, "n_layer": 1, "n_head": 2})");
+    BOOST_REQUIRE_EQUAL(run("init --config " + scratch.file("small.json") + " --out " + scratch.file("small"), scratch).status, 0);
+    check_error(run(privacy + " --split forget01 --retain-model " + scratch.file("small"), scratch),
+                "small: the retain model's vocabulary (200 tokens) differs from the model's (300)");
     check_error(run("eval --benchmark tofu --model " + scratch.file("trained") + " --data " + tofu +
                         " --split forget01 --no-memorization",
                     scratch),

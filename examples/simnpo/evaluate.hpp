@@ -122,6 +122,15 @@ inline void print_privacy_table(const eval::privacy::Report& report, std::size_t
 
 }  // namespace detail
 
+// The --retain-model, which reads the same token ids as the model.
+inline model::Gpt<simnpo::cpu, float> load_retain_model(const Args& args, const model::Gpt<simnpo::cpu, float>& model) {
+    auto retain = model::load<simnpo::cpu, float>(args.required("--retain-model"));
+    if (retain.config().vocab_size != model.config().vocab_size)
+        fail(args.required("--retain-model"), ": the retain model's vocabulary (", retain.config().vocab_size,
+             " tokens) differs from the model's (", model.config().vocab_size, ")");
+    return retain;
+}
+
 inline int run_eval(const std::vector<std::string>& words) {
     const Args args("simnpo eval", words,
                     {"--benchmark", "--model", "--retain-model", "--data", "--split", "--out", "--batch-size",
@@ -158,7 +167,7 @@ inline int run_eval(const std::vector<std::string>& words) {
         const auto nonmembers = data::read_question_answers(data_dir / eval::privacy::holdout_file(split));
         std::optional<eval::privacy::Aucs> retain_auc;
         if (args.has("--retain-model")) {
-            auto retain = model::load<simnpo::cpu, float>(args.required("--retain-model"));
+            auto retain = load_retain_model(args, model);
             retain_auc = eval::privacy::mia_aucs(retain, format, std::span(members), std::span(nonmembers), privacy_options);
         }
         auto report = eval::privacy::evaluate(model, format, std::span(members), std::span(nonmembers), retain_auc,
@@ -172,7 +181,7 @@ inline int run_eval(const std::vector<std::string>& words) {
     const eval::tofu::Options options{.batch_size = batch_size, .max_new_tokens = max_new_tokens};
     std::optional<std::vector<double>> retain_ratios;
     if (args.has("--retain-model")) {
-        auto retain = model::load<simnpo::cpu, float>(args.required("--retain-model"));
+        auto retain = load_retain_model(args, model);
         eval::tofu::Options scores_only = options;
         scores_only.generate = false;  // its truth ratios are all forget quality needs
         retain_ratios = eval::tofu::truth_ratios(eval::tofu::evaluate_forget_set(retain, format, data_dir, split, scores_only));
