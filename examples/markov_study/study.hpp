@@ -197,7 +197,7 @@ struct Trajectory {
 class Evaluator {
 public:
     Evaluator(const Model& retrained, const Sources& sources)
-        : reference_(retrained, {.batch_size = 256}), sources_(sources) {}
+        : reference_(retrained), sources_(sources) {}
 
     void record(Model& model, std::int64_t step, Trajectory& t) {
         t.step.push_back(step);

@@ -21,6 +21,12 @@ struct NoReference {};
 // The frozen reference model of NPO, DPO and KL: a copy of the model's
 // parameters taken at construction (by default the model before unlearning).
 //
+// The reference runs each example through its forward alone, so what it
+// returns for an example is a function of that example only: the same beside
+// any other examples, in any batch order, and in a resumed run whose caches
+// start empty. (A row's bits in a batched forward depend on the batch's shape:
+// BLAS and cuBLASLt pick their blocking and kernels by the product's size.)
+//
 // The reference never changes, so what it computes is cached per distinct
 // example: ℓ_ref of an example is computed the first time it is asked for and
 // never again. Next-token distributions (KL) are cached the same way while
@@ -35,13 +41,11 @@ public:
     using Buffer = typename Model::template Buffer<T>;
 
     struct Options {
-        std::int64_t batch_size = 16;                                 // rows per reference forward
         std::size_t distribution_cache_bytes = std::size_t{1} << 30;  // 0: always recompute
     };
 
     explicit FrozenReference(const Model& model, Options options = {})
         : model_(model.config(), model.backend()), options_(options) {
-        if (options_.batch_size < 1) fail("FrozenReference: batch_size must be at least 1, got ", options_.batch_size);
         model_.params() = model.params();
         // The reference is never differentiated (model() is const): its gradient slab would be dead weight.
         Buffer<Scalar>().swap(model_.grads());
@@ -54,10 +58,10 @@ public:
     // ℓ_ref of each example, in order.
     std::vector<double> sequence_logprobs(std::span<const data::Example> examples) {
         const auto missing = uncached(examples, logprob_cache_);
-        for_each_chunk(missing, [&](std::span<const data::Example> chunk) {
-            const auto values = model_.sequence_logprobs();
-            for (std::size_t i = 0; i < chunk.size(); ++i) logprob_cache_.emplace(chunk[i], values[i]);
-        });
+        for (const auto& example : missing) {
+            forward_alone(example);
+            logprob_cache_.emplace(example, model_.sequence_logprobs().front());
+        }
         std::vector<double> result;
         result.reserve(examples.size());
         for (const auto& example : examples) result.push_back(logprob_cache_.at(example));
@@ -72,24 +76,19 @@ public:
         const std::int64_t V = model_.config().vocab_size;
         const auto missing = uncached(examples, distribution_cache_);
         std::unordered_map<data::Example, Buffer<Scalar>, data::ExampleHash> recomputed;
-        for_each_chunk(missing, [&](std::span<const data::Example> chunk) {
-            Buffer<Scalar> logprobs(static_cast<std::size_t>(model_.scored_count() * V));
-            log_softmax(model_.backend(), logprobs.data(), model_.logits().data(), model_.scored_count(), V);
-            std::int64_t offset = 0;
-            for (const auto& example : chunk) {
-                const auto size = static_cast<std::size_t>(example.answer_ids.size()) * static_cast<std::size_t>(V);
-                Buffer<Scalar> block(size);
-                copy_on_device(model_.backend(), block.data(), logprobs.data() + offset, size);
-                offset += static_cast<std::int64_t>(size);
-                const std::size_t bytes = size * sizeof(Scalar);
-                if (cached_bytes_ + bytes <= options_.distribution_cache_bytes) {
-                    cached_bytes_ += bytes;
-                    distribution_cache_.emplace(example, std::move(block));
-                } else {
-                    recomputed.emplace(example, std::move(block));
-                }
+        for (const auto& example : missing) {
+            forward_alone(example);
+            const auto size = static_cast<std::size_t>(example.answer_ids.size()) * static_cast<std::size_t>(V);
+            Buffer<Scalar> block(size);
+            log_softmax(model_.backend(), block.data(), model_.logits().data(), model_.scored_count(), V);
+            const std::size_t bytes = size * sizeof(Scalar);
+            if (cached_bytes_ + bytes <= options_.distribution_cache_bytes) {
+                cached_bytes_ += bytes;
+                distribution_cache_.emplace(example, std::move(block));
+            } else {
+                recomputed.emplace(example, std::move(block));
             }
-        });
+        }
         std::size_t total = 0;
         for (const auto& example : examples) total += example.answer_ids.size() * static_cast<std::size_t>(V);
         scratch_.resize(total);
@@ -114,16 +113,9 @@ private:
         return missing;
     }
 
-    // Runs the reference forward on `examples` in batches of batch_size, then body(chunk).
-    template <class Body>
-    void for_each_chunk(std::span<const data::Example> examples, Body&& body) {
-        const auto step = static_cast<std::size_t>(options_.batch_size);
-        for (std::size_t begin = 0; begin < examples.size(); begin += step) {
-            const auto chunk = examples.subspan(begin, std::min(step, examples.size() - begin));
-            model_.forward(data::make_batch(chunk));
-            ++forward_passes_;
-            body(chunk);
-        }
+    void forward_alone(const data::Example& example) {
+        model_.forward(data::make_batch(std::span<const data::Example>(&example, 1)));
+        ++forward_passes_;
     }
 
     Model model_;
