@@ -9,6 +9,8 @@
 #include "simnpo/core/threads.hpp"
 #include "simnpo/core/grad_store.hpp"
 #include "simnpo/core/file.hpp"
+#include "simnpo/core/json.hpp"
+#include "simnpo/core/read_limits.hpp"
 
 #include "simnpo/backend/cpu/common.hpp"
 #include "simnpo/backend/cpu/matmul.hpp"

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -179,11 +180,13 @@ BOOST_AUTO_TEST_CASE(shape_mismatch_with_config) {
     TempDir dir;
     const auto model = random_model(6, 10);
     simnpo::model::save(model, dir.path);
+    // vocab_size and n_positions swapped: as many parameters, in other shapes.
     auto json = simnpo::model::config_to_json(model.config());
-    json["vocab_size"] = 11;
+    json["vocab_size"] = 8;
+    json["n_positions"] = 10;
     write_text(dir.path / "config.json", json.dump());
     expect_load_error(dir.path, dir.path / "model.safetensors",
-                      "tensor 'wte.weight' has shape [10,8], expected [11,8] from config.json");
+                      "tensor 'wte.weight' has shape [10,8], expected [8,8] from config.json");
 }
 
 BOOST_AUTO_TEST_CASE(missing_and_unknown_tensors) {
@@ -192,30 +195,111 @@ BOOST_AUTO_TEST_CASE(missing_and_unknown_tensors) {
     const fs::path weights = dir.path / "model.safetensors";
     const std::vector<float> mask(64, 1.0f);
 
+    const fs::path config = dir.path / "config.json";
+    // The parameter count is compared first, before the model is allocated.
+    const std::string counts = "says 1912 parameters, but " + weights.string() + " holds ";
+    BOOST_TEST(model.layout().total() == 1912u);
     auto tensors = tensors_of(model);
     remove_tensor(tensors, "h.1.mlp.c_fc.bias");
     write_model_dir(dir.path, model, tensors);
-    expect_load_error(dir.path, weights, "missing tensor 'h.1.mlp.c_fc.bias'");
+    expect_load_error(dir.path, config, counts + "1880");
 
     // c_attn.bias is a parameter, not a mask buffer: it cannot be skipped.
     tensors = tensors_of(model);
     remove_tensor(tensors, "h.0.attn.c_attn.bias");
     tensors.push_back({"h.0.attn.bias", {1, 1, 8, 8}, mask});
     write_model_dir(dir.path, model, tensors);
-    expect_load_error(dir.path, weights, "missing tensor 'h.0.attn.c_attn.bias'");
+    expect_load_error(dir.path, config, counts + "1888");
 
+    // An unknown tensor in place of one of as many elements.
     for (const std::string name : {"h.0.attn.extra", "h.x.attn.bias", "h..attn.bias", "h.0.attn.bias.x", "attn.bias",
                                    "transformer.h.0.mlp.bias"}) {
         tensors = tensors_of(model);
+        remove_tensor(tensors, "h.0.attn.c_proj.weight");
         tensors.push_back({name, {1, 1, 8, 8}, mask});
         write_model_dir(dir.path, model, tensors);
         expect_load_error(dir.path, weights, "unknown tensor '" + name + "'");
     }
+    tensors = tensors_of(model);
+    tensors.push_back({"h.0.attn.extra", {1, 1, 8, 8}, mask});
+    write_model_dir(dir.path, model, tensors);
+    expect_load_error(dir.path, config, counts + "1976");
 
     tensors = tensors_of(model);
+    remove_tensor(tensors, "h.0.ln_1.bias");
     tensors.push_back({"transformer.ln_f.bias", {8}, std::span<const float>(mask).first(8)});
     write_model_dir(dir.path, model, tensors);
     expect_load_error(dir.path, weights, "'ln_f.bias' appears twice");
+}
+
+// Issue 16: config.json's sizes drove the allocation before anything was
+// checked (n_layer 100000 beside a small file peaked at 15-19 GB before
+// "missing tensor"). Each of these must be refused before allocating.
+BOOST_AUTO_TEST_CASE(config_sizes_are_checked_against_the_file_before_allocating) {
+    TempDir dir;
+    const auto model = random_model(11);
+    simnpo::model::save(model, dir.path);
+    const fs::path config = dir.path / "config.json";
+    const std::string holds = ", but " + (dir.path / "model.safetensors").string() + " holds 1912";
+    const auto expect_counts = [&](const char* key, std::int64_t value, const std::string& says) {
+        auto json = simnpo::model::config_to_json(model.config());
+        json[key] = value;
+        write_text(config, json.dump());
+        expect_load_error(dir.path, config, "says " + says + " parameters" + holds);
+    };
+    expect_counts("n_layer", 100000, "87200168");
+    expect_counts("n_embd", 8192, "1610997760");
+    expect_counts("vocab_size", 1 << 30, "8589936416");
+
+    // Sizes whose parameter count overflows int64 are an error, not undefined behaviour.
+    auto json = simnpo::model::config_to_json(model.config());
+    json["n_embd"] = std::int64_t{1} << 40;
+    json["n_head"] = 1;
+    write_text(config, json.dump());
+    expect_load_error(dir.path, config, "more parameters than a 64-bit count holds");
+}
+
+BOOST_AUTO_TEST_CASE(parameter_count_matches_the_layout) {
+    for (const auto& config : {small_config(), small_config(50257)}) {
+        BOOST_TEST(config.parameter_count("test") == static_cast<std::int64_t>(simnpo::model::ParamLayout(config).total()));
+    }
+    auto json = simnpo::model::config_to_json(small_config());
+    json["n_layer"] = std::int64_t{1} << 62;
+    BOOST_CHECK_EXCEPTION(simnpo::model::config_from_json(json, "big.json"), simnpo::Error, [](const auto& e) {
+        return std::string(e.what()).starts_with("big.json: the sizes give more parameters than a 64-bit count holds");
+    });
+}
+
+// A model that would need more memory than the machine has is refused before
+// anything is allocated, naming the config and the bytes (simnpo init).
+BOOST_AUTO_TEST_CASE(a_model_larger_than_memory_is_refused) {
+    auto json = simnpo::model::config_to_json(small_config());
+    json["n_embd"] = 1 << 20;
+    json["n_layer"] = 1000;
+    const auto config = simnpo::model::config_from_json(json, "huge.json");
+    const std::string needs = "huge.json: a model of " + std::to_string(config.parameter_count("huge.json")) +
+                              " parameters needs " + std::to_string(config.parameter_count("huge.json") * 16) +
+                              " bytes (16 a parameter), more than the ";
+    BOOST_CHECK_EXCEPTION(simnpo::model::check_fits_in_memory(config, 16, "huge.json"), simnpo::Error,
+                          [&](const auto& e) { return std::string(e.what()).starts_with(needs); });
+    BOOST_CHECK_NO_THROW(simnpo::model::check_fits_in_memory(small_config(), 16, "small.json"));
+}
+
+// Issue 16: a NaN or Inf weight made every log-probability null and every
+// generated answer NUL bytes, with exit status 0.
+BOOST_AUTO_TEST_CASE(non_finite_weights_are_refused_naming_the_tensor) {
+    TempDir dir;
+    const auto model = random_model(12);
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()}) {
+        auto tensors = tensors_of(model);
+        std::vector<float> values(tensors[5].data.begin(), tensors[5].data.end());
+        values[3] = bad;
+        tensors[5].data = values;
+        write_model_dir(dir.path, model, tensors);
+        expect_load_error(dir.path, dir.path / "model.safetensors",
+                          "tensor '" + tensors[5].name + "' holds a non-finite value");
+    }
 }
 
 BOOST_AUTO_TEST_CASE(untied_lm_head_is_refused) {

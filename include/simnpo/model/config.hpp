@@ -1,15 +1,22 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
+#include <limits>
 #include <string>
+
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/file.hpp"
+#include "simnpo/core/json.hpp"
 
 namespace simnpo::model {
 
@@ -42,6 +49,28 @@ struct Config {
             fail(where, ": 'vocab_size' ", vocab_size, " does not fit 32-bit token ids");
         if (!(layer_norm_epsilon > 0.0) || !std::isfinite(layer_norm_epsilon))
             fail(where, ": 'layer_norm_epsilon' must be positive and finite");
+        parameter_count(where);
+    }
+
+    // The parameters ParamLayout lays out (V·C + P·C + L·(12C² + 13C) + 2C),
+    // computed without laying them out, so that sizes can be checked before
+    // anything is allocated; Error naming `where` when the count overflows int64.
+    std::int64_t parameter_count(const std::string& where) const {
+        std::int64_t count = 0;
+        const auto add_product = [&](std::initializer_list<std::int64_t> factors) {
+            std::int64_t product = 1;
+            bool overflows = false;
+            for (const auto factor : factors) overflows |= __builtin_mul_overflow(product, factor, &product);
+            if (overflows || __builtin_add_overflow(count, product, &count))
+                fail(where, ": the sizes give more parameters than a 64-bit count holds (vocab_size ", vocab_size,
+                     ", n_positions ", n_positions, ", n_embd ", n_embd, ", n_layer ", n_layer, ")");
+        };
+        add_product({vocab_size, n_embd});
+        add_product({n_positions, n_embd});
+        add_product({n_layer, 12, n_embd, n_embd});
+        add_product({n_layer, 13, n_embd});
+        add_product({2, n_embd});
+        return count;
     }
 };
 
@@ -53,8 +82,7 @@ inline Config config_from_json(const nlohmann::json& json, const std::string& wh
     const auto integer = [&](const char* key) -> std::int64_t {
         const auto it = json.find(key);
         if (it == json.end()) fail(where, ": missing required key '", key, "'");
-        if (!it->is_number_integer()) fail(where, ": '", key, "' must be an integer");
-        return it->get<std::int64_t>();
+        return json_int64(*it, where + ": '" + key + "'");
     };
     config.vocab_size = integer("vocab_size");
     config.n_positions = integer("n_positions");
@@ -71,7 +99,34 @@ inline Config config_from_json(const nlohmann::json& json, const std::string& wh
 
 // Reads a config.json file.
 inline Config read_config(const std::filesystem::path& path) {
-    return config_from_json(read_json_file(path), path.string());
+    return config_from_json(parse_json_strict(read_file(path), path.string()), path.string());
+}
+
+// The memory this process can have: the machine's physical memory, or less
+// under an address-space limit (ulimit -v).
+inline std::uint64_t memory_available_bytes() {
+    std::uint64_t bytes = std::numeric_limits<std::uint64_t>::max();
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page_size > 0) bytes = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page_size);
+    ::rlimit limit{};
+    if (::getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
+        bytes = std::min<std::uint64_t>(bytes, limit.rlim_cur);
+    return bytes;
+}
+
+// Error naming `where` (the config's file) unless a model of `config`, needing
+// `bytes_per_parameter` bytes for each parameter (its slabs and copies), fits
+// in memory_available_bytes(): a clear refusal instead of std::bad_alloc or
+// the system's out-of-memory killer.
+inline void check_fits_in_memory(const Config& config, std::uint64_t bytes_per_parameter, const std::string& where) {
+    const auto parameters = static_cast<std::uint64_t>(config.parameter_count(where));
+    std::uint64_t needed = 0;
+    const bool overflows = __builtin_mul_overflow(parameters, bytes_per_parameter, &needed);
+    const std::uint64_t available = memory_available_bytes();
+    if (overflows || needed > available)
+        fail(where, ": a model of ", parameters, " parameters needs ",
+             overflows ? "more than 2^64" : std::to_string(needed), " bytes (", bytes_per_parameter,
+             " a parameter), more than the ", available, " bytes of memory available");
 }
 
 inline nlohmann::json config_to_json(const Config& config) {

@@ -1,9 +1,13 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,6 +41,35 @@ inline bool is_attention_mask_buffer(std::string_view name) {
     return name == ".attn.bias" || name == ".attn.masked_bias";
 }
 
+// A tensor's name without Hugging Face's optional "transformer." prefix.
+inline std::string_view parameter_name(const SafetensorsTensor& tensor) {
+    std::string_view name = tensor.name;
+    if (name.starts_with("transformer.")) name.remove_prefix(std::string_view("transformer.").size());
+    return name;
+}
+
+// The elements of the tensors load reads as parameters: all but the
+// causal-mask buffers and the tied lm_head.weight.
+inline std::int64_t parameters_held(const SafetensorsFile& file) {
+    std::int64_t count = 0;
+    for (const auto& tensor : file.tensors()) {
+        const std::string_view name = parameter_name(tensor);
+        if (name == "lm_head.weight" || is_attention_mask_buffer(name)) continue;
+        std::int64_t elements = 1;
+        for (const auto extent : tensor.shape) elements *= extent;  // fits: the file holds its bytes
+        count += elements;
+    }
+    return count;
+}
+
+// A NaN or infinite weight makes every output NaN: refuse it, naming the tensor.
+template <class Scalar>
+void check_finite(std::span<const Scalar> values, const std::string& tensor, const std::string& where) {
+    for (std::size_t i = 0; i < values.size(); ++i)
+        if (!std::isfinite(values[i]))
+            fail(where, ": tensor '", tensor, "' holds a non-finite value (", values[i], ") at element ", i);
+}
+
 }  // namespace detail
 
 // Loads a model directory in Hugging Face's GPT-2 layout (DESIGN §4):
@@ -55,14 +88,29 @@ Gpt<Backend, Scalar> load(const std::filesystem::path& dir, Backend backend = {}
     const auto file = SafetensorsFile::parse(read_file(weights_path), weights_path.string());
     const std::string where = weights_path.string();
 
-    Gpt<Backend, Scalar> model(std::move(config), backend);
+    // The sizes in config.json drive every allocation below: check them against
+    // the file first, so that a wrong n_layer is an error, not gigabytes.
+    const std::int64_t expected = config.parameter_count(config_path.string());
+    const std::int64_t held = detail::parameters_held(file);
+    if (expected != held)
+        fail(config_path.string(), ": says ", expected, " parameters, but ", where, " holds ", held);
+    // The file's bytes, the model's parameters and gradients, and the host copy below.
+    check_fits_in_memory(config, 3 * sizeof(Scalar), config_path.string());
+
+    std::optional<Gpt<Backend, Scalar>> loaded;
+    std::vector<Scalar> host;
+    try {
+        loaded.emplace(std::move(config), backend);
+        host.resize(loaded->layout().total());
+    } catch (const std::bad_alloc&) {
+        fail(dir.string(), ": out of memory allocating a model of ", expected, " parameters");
+    }
+    Gpt<Backend, Scalar>& model = *loaded;
     const ParamLayout& layout = model.layout();
-    std::vector<Scalar> host(layout.total());
     std::vector<bool> seen(layout.slots().size(), false);
     const SafetensorsTensor* lm_head = nullptr;
     for (const auto& tensor : file.tensors()) {
-        std::string_view name = tensor.name;
-        if (name.starts_with("transformer.")) name.remove_prefix(std::string_view("transformer.").size());
+        std::string_view name = detail::parameter_name(tensor);
         if (name == "lm_head.weight") {
             lm_head = &tensor;
             continue;
@@ -76,10 +124,11 @@ Gpt<Backend, Scalar> load(const std::filesystem::path& dir, Backend backend = {}
         if (tensor.shape != slot->shape)
             fail(where, ": tensor '", tensor.name, "' has shape ", detail::shape_string(tensor.shape), ", expected ",
                  detail::shape_string(slot->shape), " from config.json");
-        file.read(tensor, std::span<Scalar>(host).subspan(slot->offset, slot->size));
+        const auto values = std::span<Scalar>(host).subspan(slot->offset, slot->size);
+        file.read(tensor, values);
+        detail::check_finite<Scalar>(values, tensor.name, where);
     }
-    for (std::size_t i = 0; i < seen.size(); ++i)
-        if (!seen[i]) fail(where, ": missing tensor '", layout.slots()[i].name, "'");
+    // No tensor is missing: each one read filled a slot of its own, and together they hold every parameter.
 
     // The LM head is tied to wte: accept only a copy of it, since a different head would be dropped silently.
     if (lm_head != nullptr) {
@@ -94,7 +143,7 @@ Gpt<Backend, Scalar> load(const std::filesystem::path& dir, Backend backend = {}
     }
 
     copy_to_device(model.backend(), model.params().data(), std::span<const Scalar>(host));
-    return model;
+    return std::move(model);
 }
 
 // Writes `model` to `dir` (created if needed) as config.json and an F32
