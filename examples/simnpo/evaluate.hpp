@@ -145,6 +145,7 @@ inline int run_eval(const std::vector<std::string>& words) {
     if (!privacy)
         for (const char* flag : {"--k", "--prefix-tokens", "--no-memorization"})
             if (args.has(flag)) fail("simnpo eval: ", flag, " applies to --benchmark privacy only");
+    if (args.has("--out")) check_output_file(args.required("--out"), "--out");
     const std::filesystem::path model_dir = args.required("--model");
     const std::filesystem::path data_dir = args.required("--data");
     const std::string split = args.required("--split");

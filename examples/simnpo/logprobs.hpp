@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <span>
@@ -45,6 +46,10 @@ std::string score(const std::filesystem::path& model_dir, const std::filesystem:
         model.forward(simnpo::data::make_batch(chunk));
         const auto sums = model.sequence_logprobs();
         for (std::size_t b = 0; b < chunk.size(); ++b) {
+            // JSON has no NaN: nlohmann would write null, which reads as a result.
+            if (!std::isfinite(static_cast<double>(sums[b])))
+                fail(data_path.string(), ": example ", first + b + 1, ": the log-probability is ", sums[b],
+                     " (the model's outputs are not finite)");
             const nlohmann::json line = {{"logprob", sums[b]}, {"n_tokens", chunk[b].answer_ids.size()}};
             lines += line.dump() + '\n';
         }
@@ -65,6 +70,7 @@ int run_logprobs(const std::vector<std::string>& words) {
     const std::filesystem::path model_dir = args.required("--model");
     const std::filesystem::path data_path = args.required("--data");
     const std::filesystem::path out = args.required("--out");
+    check_output_file(out, "--out");
     const auto batch_size = static_cast<std::size_t>(args.integer("--batch-size", 16, 1, 1 << 20));
     const std::string dtype = args.choice("--dtype", "float", {"float", "double"});
     const bool on_gpu = args.choice("--device", "cpu", {"cpu", "cuda"}) == "cuda";

@@ -61,6 +61,8 @@ int run_init(const std::vector<std::string>& words) {
     const fs::path config_path = args.required("--config");
     const fs::path out = args.required("--out");
     const auto seed = static_cast<std::uint64_t>(args.integer("--seed", 0, 0, std::numeric_limits<long long>::max()));
+    simnpo::check_output_directory(out, "--out");
+    const simnpo::OutputLock lock(out);
     simnpo::model::Gpt<simnpo::cpu, float> model(simnpo::model::read_config(config_path));
     simnpo::model::init_gpt2(model, seed);
     simnpo::model::save(model, out);
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
         return words.empty() ? 2 : 0;
     }
     const std::vector<std::string> rest(words.begin() + 1, words.end());
+    simnpo::install_interrupt_handlers();
     try {
         if (words[0] == "init") return run_init(rest);
         if (words[0] == "tokenize") return simnpo::cli::run_tokenize(rest);
@@ -91,6 +94,9 @@ int main(int argc, char** argv) {
         if (words[0] == "unlearn") return simnpo::cli::run_unlearn<simnpo::cpu>(rest);
         std::cerr << "simnpo: unknown command '" << words[0] << "' (see simnpo --help)\n";
         return 2;
+    } catch (const simnpo::Interrupted& interrupted) {
+        std::cerr << "simnpo: " << interrupted.what() << '\n';
+        return interrupted.exit_status();
     } catch (const simnpo::Error& error) {
         std::cerr << "simnpo: " << error.what() << '\n';
     } catch (const std::exception& error) {

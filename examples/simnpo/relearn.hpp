@@ -57,6 +57,8 @@ inline int run_relearn(const std::vector<std::string>& words) {
     }
     for (const char* flag : {"--model", "--forget", "--holdout", "--subset", "--steps", "--out"}) args.required(flag);
     const detail::Training t = detail::parse_training(args, 1e-5, "simnpo relearn");
+    const OutputLock lock(t.out);
+    detail::prepare_output(t);
     const auto forget = data::read_question_answers(args.required("--forget"));
     const auto holdout = data::read_question_answers(args.required("--holdout"));
     eval::RelearnOptions options;
@@ -81,9 +83,7 @@ inline int run_relearn(const std::vector<std::string>& words) {
     };
     const auto result = t.optimizer == "adamw" ? relearn(optim::AdamW(t.adam)) : relearn(optim::SGD(t.sgd));
 
-    model::save(model, t.out);
-    text.save_into(t.out);
-    write_file_atomic(t.out / "relearn.json", eval::to_json(result).dump(1) + "\n");
+    detail::save_output(t.out, model, text, {{"relearn.json", eval::to_json(result).dump(1) + "\n"}});
     std::printf("relearning on %zu of %zu forget examples (AUC: members ranked by loss-like scores)\n",
                 result.subset.size(), forget.size());
     std::printf("%6s %12s %12s %9s %9s %9s %9s %9s\n", "step", "probability", "unseen_prob", "rouge_l", "auc_loss",

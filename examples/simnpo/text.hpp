@@ -58,9 +58,9 @@ public:
         return *format_;
     }
 
-    // Writes the tokenizer into a model directory, so that the model carries it.
-    void save_into(const std::filesystem::path& model_dir) const {
-        if (tokenizer_) tokenizer_->save(model_dir);
+    // Writes the tokenizer into a model directory being written, so that the model carries it.
+    void write_into(DirectoryWriter& out) const {
+        if (tokenizer_) tokenizer_->write_into(out);
     }
 
 private:

@@ -93,6 +93,7 @@ inline int run_train_tokenizer(const std::vector<std::string>& words) {
     args.required("--vocab-size");
     const auto min_frequency = static_cast<std::size_t>(args.integer("--min-frequency", 2, 1, 1LL << 40));
     const std::filesystem::path out = args.required("--out");
+    check_output_directory(out, "--out");
     const std::string text = read_file(corpus_path);
     std::vector<std::string> documents;
     if (corpus_path.extension() == ".jsonl") {
@@ -109,9 +110,6 @@ inline int run_train_tokenizer(const std::vector<std::string>& words) {
         }
     }
     const auto tokenizer = tokenizer::train_bpe(documents, {.vocab_size = vocab_size, .min_frequency = min_frequency});
-    std::error_code ec;
-    std::filesystem::create_directories(out, ec);
-    if (ec) fail("simnpo train-tokenizer: --out ", out.string(), ": cannot create the directory: ", ec.message());
     tokenizer.save(out);
     std::cout << "wrote " << (out / "vocab.json").string() << " and merges.txt (" << tokenizer.vocab_size()
               << " tokens, " << tokenizer.merge_count() << " merges)\n";

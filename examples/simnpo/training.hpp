@@ -38,6 +38,10 @@ training flags:
   --threads N              CPU threads (default: all)
   --save-every N           a checkpoint every N steps, as OUT/checkpoint-<step> (default 0: none)
   --resume CKPT            continue from a checkpoint directory, exactly, with the same data and flags
+                           (any other setting is refused, naming it)
+  --resume-override K[,K]  with --resume: accept these keys of the run configuration changed
+                           (the keys of CKPT/trainer_state.json's "run", e.g. lr,total_steps)
+  --overwrite              replace the checkpoints of another run found in OUT (else refused)
   --log FILE               one JSON line per step (appended to when resuming)
   --device cpu|cuda        where to compute (default cpu; cuda needs a GPU and a CUDA build)
   --tf32                   with --device cuda: matrix products on TF32 tensor cores (faster, 10-bit inputs)
@@ -77,13 +81,15 @@ namespace detail {
 inline const std::set<std::string> training_valued = {
     "--model", "--out", "--steps", "--epochs", "--batch-size", "--grad-accum", "--optimizer", "--lr",
     "--weight-decay", "--momentum", "--adam-beta1", "--adam-beta2", "--adam-eps", "--max-grad-norm",
-    "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--log", "--device",
-    "--tokenizer", "--prompt-template"};
+    "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--resume-override", "--log",
+    "--device", "--tokenizer", "--prompt-template"};
+inline const std::set<std::string> training_switches = {"--tf32", "--group-by-length", "--overwrite"};
 
 // The flags train and unlearn share, validated.
 struct Training {
     std::filesystem::path model_dir, out, log;
     bool tf32 = false;
+    bool overwrite = false;
     train::Options options;
     std::string optimizer;
     optim::AdamW::Params adam;
@@ -96,6 +102,7 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
     Training t;
     t.model_dir = args.required("--model");
     t.out = args.required("--out");
+    check_output_directory(t.out, "--out");
     if (args.has("--steps") == args.has("--epochs")) fail(command, ": give exactly one of --steps and --epochs");
     t.options.steps = args.integer("--steps", 0, 1, most);
     t.options.epochs = args.integer("--epochs", 0, 1, most);
@@ -111,7 +118,21 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
     t.options.save_every = args.integer("--save-every", 0, 0, most);
     t.options.checkpoint_dir = t.out;
     if (args.has("--resume")) t.options.resume = args.required("--resume");
-    if (args.has("--log")) t.log = args.required("--log");
+    if (args.has("--resume-override")) {
+        if (!args.has("--resume")) fail(command, ": --resume-override applies to --resume only");
+        std::string keys = args.required("--resume-override");
+        for (std::size_t begin = 0; begin <= keys.size();) {
+            const std::size_t end = std::min(keys.find(',', begin), keys.size());
+            if (end == begin) fail(command, ": --resume-override: an empty key in '", keys, "'");
+            t.options.resume_overrides.push_back(keys.substr(begin, end - begin));
+            begin = end + 1;
+        }
+    }
+    t.overwrite = args.has("--overwrite");
+    if (args.has("--log")) {
+        t.log = args.required("--log");
+        check_output_file(t.log, "--log");
+    }
     if (args.has("--threads")) set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
     const bool on_gpu = args.choice("--device", "cpu", {"cpu", "cuda"}) == "cuda";  // main.cpp dispatches on it
     if (args.has("--tf32") && !on_gpu) fail(command, ": --tf32 applies to --device cuda only");
@@ -151,6 +172,41 @@ train::Summary run_loop(Model& model, Reference& reference, const Objective& obj
     return go(optim::SGD(t.sgd));
 }
 
+// Readies OUT for a run, under its lock: temporaries there are stale (their
+// writer held the lock and is gone), and checkpoints there belong to another
+// run unless this one resumes from one of them; those are refused without
+// --overwrite, removed with it.
+inline void prepare_output(const Training& t) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path out = fs::weakly_canonical(t.out, ec);
+    const fs::path resume = t.options.resume.empty() ? fs::path() : fs::weakly_canonical(t.options.resume, ec);
+    const bool resuming_here = !resume.empty() && resume.parent_path() == out;
+    std::vector<fs::path> others;
+    for (const auto& entry : fs::directory_iterator(t.out)) {
+        const std::string name = entry.path().filename().string();
+        if (name.find(".tmp-") != std::string::npos) fs::remove_all(entry.path(), ec);
+        else if (name.starts_with("checkpoint-") && entry.is_directory() && !resuming_here) others.push_back(entry.path());
+    }
+    if (others.empty()) return;
+    if (!t.overwrite)
+        fail("--out '", t.out.string(), "' holds another run's checkpoints (", others.front().filename().string(),
+             others.size() > 1 ? " and " + std::to_string(others.size() - 1) + " more" : std::string(),
+             "): give --overwrite to replace them, or --resume one of them");
+    for (const auto& dir : others) fs::remove_all(dir, ec);
+}
+
+// Writes the model, its tokenizer and `extra` files into OUT as one step.
+template <class Model>
+void save_output(const std::filesystem::path& out, const Model& model, const TextInput& text,
+                 const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+    DirectoryWriter writer(out);
+    model::write_into(writer, model);
+    text.write_into(writer);
+    for (const auto& [name, content] : extra) writer.write(name, content);
+    writer.commit();
+}
+
 inline void report(const train::Summary& summary, const std::filesystem::path& out) {
     std::cout << "wrote " << out.string() << " after " << summary.steps << " steps (loss "
               << summary.last.loss << ")\n";
@@ -163,20 +219,22 @@ template <class Backend>
 int run_train(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert("--data");
-    const Args args("simnpo train", words, valued, {"--tf32", "--group-by-length"});
+    const Args args("simnpo train", words, valued, detail::training_switches);
     if (args.help()) {
         std::cout << train_usage << training_flags << text_flags;
         return 0;
     }
-    const detail::Training t = detail::parse_training(args, 5e-5, "simnpo train");
+    detail::Training t = detail::parse_training(args, 5e-5, "simnpo train");
+    t.options.run_config = {{"objective", "nll"}};
+    const OutputLock lock(t.out);
+    detail::prepare_output(t);
     const std::filesystem::path data_path = args.required("--data");
     auto model = model::load<Backend, float>(t.model_dir, make_backend<Backend>(t.tf32));
     const TextInput text(args, t.model_dir);
     const auto examples = data::read_jsonl(data_path, model.config(), text.format());
     loss::NoReference none;
     const auto summary = detail::run_loop(model, none, loss::Objective<loss::NLL>{}, t, examples, {});
-    model::save(model, t.out);
-    text.save_into(t.out);
+    detail::save_output(t.out, model, text);
     detail::report(summary, t.out);
     return 0;
 }
@@ -186,12 +244,12 @@ int run_unlearn(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert({"--forget", "--retain", "--forget-loss", "--retain-loss", "--beta", "--gamma", "--forget-weight",
                    "--retain-weight", "--reference", "--refusals"});
-    const Args args("simnpo unlearn", words, valued, {"--tf32", "--group-by-length"});
+    const Args args("simnpo unlearn", words, valued, detail::training_switches);
     if (args.help()) {
         std::cout << unlearn_usage << training_flags << text_flags;
         return 0;
     }
-    const detail::Training t = detail::parse_training(args, 1e-5, "simnpo unlearn");
+    detail::Training t = detail::parse_training(args, 1e-5, "simnpo unlearn");
     args.required("--forget-loss");
     const std::string forget_loss = args.choice("--forget-loss", "", {"ga", "npo", "simnpo", "dpo"});
     const std::string retain_loss = args.choice("--retain-loss", "none", {"none", "nll", "kl"});
@@ -213,6 +271,16 @@ int run_unlearn(const std::vector<std::string>& words) {
     if (args.has("--reference") && !needs_reference)
         fail("simnpo unlearn: --reference applies to npo, dpo and kl only (", forget_loss, " and ", retain_loss, " use none)");
 
+    const OutputLock lock(t.out);
+    detail::prepare_output(t);
+
+    // What the loop cannot see of the run, for a resume to be checked against.
+    t.options.run_config = {{"forget_loss", forget_loss}, {"retain_loss", retain_loss},
+                            {"forget_weight", forget_weight}, {"retain_weight", retain_weight}};
+    if (forget_loss != "ga") t.options.run_config["beta"] = beta;
+    if (forget_loss == "simnpo") t.options.run_config["gamma"] = gamma;
+    if (needs_reference) t.options.run_config["reference"] = "model";  // the model as loaded; --reference replaces it
+
     using Model = model::Gpt<Backend, float>;
     Model model = model::load<Backend, float>(t.model_dir, make_backend<Backend>(t.tf32));
     const TextInput text(args, t.model_dir);
@@ -232,6 +300,7 @@ int run_unlearn(const std::vector<std::string>& words) {
                     model::load<Backend, float>(args.required("--reference"), make_backend<Backend>(t.tf32));
                 if (reference_model.config().vocab_size != model.config().vocab_size)
                     fail(args.required("--reference"), ": the reference's vocabulary differs from the model's");
+                t.options.run_config["reference"] = train::detail::model_fingerprint(reference_model);
                 reference.emplace(reference_model);
             } else {
                 reference.emplace(model);
@@ -253,10 +322,14 @@ int run_unlearn(const std::vector<std::string>& words) {
     if (forget_loss == "ga") summary = with_retain(loss::GradAscent{});
     else if (forget_loss == "npo") summary = with_retain(loss::NPO({.beta = beta}));
     else if (forget_loss == "simnpo") summary = with_retain(loss::SimNPO({.beta = beta, .gamma = gamma}));
-    else summary = with_retain(loss::DPO(data::read_refusals(args.required("--refusals"), model.config(), text.format()),
-                                         {.beta = beta}));
-    model::save(model, t.out);
-    text.save_into(t.out);
+    else {
+        loss::DPO dpo(data::read_refusals(args.required("--refusals"), model.config(), text.format()), {.beta = beta});
+        Fingerprint refusals;
+        for (const auto& answer : dpo.refusals()) refusals.add_values(std::span<const std::int32_t>(answer));
+        t.options.run_config["refusals"] = refusals.hex();
+        summary = with_retain(dpo);
+    }
+    detail::save_output(t.out, model, text);
     detail::report(summary, t.out);
     return 0;
 }

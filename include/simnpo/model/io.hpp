@@ -146,15 +146,11 @@ Gpt<Backend, Scalar> load(const std::filesystem::path& dir, Backend backend = {}
     return std::move(model);
 }
 
-// Writes `model` to `dir` (created if needed) as config.json and an F32
-// model.safetensors, each replaced atomically. The weights go first, so that in
-// a fresh directory a config.json means the model is whole.
+// Writes `model`'s files (config.json and an F32 model.safetensors) into a
+// directory being written, beside whatever else the caller puts there (a
+// tokenizer, a checkpoint's optimizer state).
 template <class Backend, class Scalar>
-void save(const Gpt<Backend, Scalar>& model, const std::filesystem::path& dir) {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) fail(dir.string(), ": cannot create the model directory: ", ec.message());
-
+void write_into(DirectoryWriter& out, const Gpt<Backend, Scalar>& model) {
     const ParamLayout& layout = model.layout();
     std::vector<Scalar> host(layout.total());
     copy_to_host(model.backend(), std::span<Scalar>(host), model.params().data());
@@ -171,8 +167,18 @@ void save(const Gpt<Backend, Scalar>& model, const std::filesystem::path& dir) {
     tensors.reserve(layout.slots().size());
     for (const auto& slot : layout.slots())
         tensors.push_back({slot.name, slot.shape, values.subspan(slot.offset, slot.size)});
-    write_safetensors(dir / "model.safetensors", tensors);
-    write_file_atomic(dir / "config.json", config_to_json(model.config()).dump(2) + "\n");
+    out.write("model.safetensors", safetensors_bytes(out.directory() / "model.safetensors", tensors));
+    out.write("config.json", config_to_json(model.config()).dump(2) + "\n");
+}
+
+// Writes `model` to the model directory `dir` as one step (DirectoryWriter):
+// a crash, a full disk or a signal leaves the old directory whole or the new
+// one, never new weights beside an old config.json.
+template <class Backend, class Scalar>
+void save(const Gpt<Backend, Scalar>& model, const std::filesystem::path& dir) {
+    DirectoryWriter out(dir);
+    write_into(out, model);
+    out.commit();
 }
 
 }  // namespace simnpo::model

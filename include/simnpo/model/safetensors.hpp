@@ -263,9 +263,10 @@ struct WriteTensor {
     std::span<const float> data;
 };
 
-// Writes `tensors` as F32 in the given order, data contiguous, header padded
-// with spaces so that the data starts 8-byte aligned; atomically replaces `path`.
-inline void write_safetensors(const std::filesystem::path& path, const std::vector<WriteTensor>& tensors) {
+// The bytes of a safetensors file holding `tensors` as F32 in the given order,
+// data contiguous, header padded with spaces so that the data starts 8-byte
+// aligned; `path` names the file in errors.
+inline std::string safetensors_bytes(const std::filesystem::path& path, const std::vector<WriteTensor>& tensors) {
     nlohmann::json header = nlohmann::json::object();
     std::size_t offset = 0;
     for (const auto& tensor : tensors) {
@@ -303,7 +304,12 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
         std::copy_n(reinterpret_cast<const char*>(tensor.data.data()), tensor.data.size_bytes(), data);
         data += tensor.data.size_bytes();
     }
-    write_file_atomic(path, bytes);
+    return bytes;
+}
+
+// Atomically replaces `path` with those bytes.
+inline void write_safetensors(const std::filesystem::path& path, const std::vector<WriteTensor>& tensors) {
+    write_file_atomic(path, safetensors_bytes(path, tensors));
 }
 
 }  // namespace simnpo::model

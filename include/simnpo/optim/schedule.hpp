@@ -21,6 +21,15 @@ inline ScheduleKind schedule_kind(std::string_view name) {
     fail("unknown learning-rate schedule '", name, "' (choose constant, linear or cosine)");
 }
 
+inline const char* schedule_name(ScheduleKind kind) {
+    switch (kind) {
+        case ScheduleKind::constant: return "constant";
+        case ScheduleKind::linear: return "linear";
+        case ScheduleKind::cosine: return "cosine";
+    }
+    return "unknown";
+}
+
 // The learning-rate factors of Hugging Face's get_{constant,linear,cosine}_schedule_with_warmup:
 // the rate of 0-based optimizer step `step` is the base rate times factor(step). A linear warmup
 // from 0 over warmup_steps, then

@@ -305,16 +305,24 @@ public:
     }
     static constexpr std::string_view end_of_text = "<|endoftext|>";
 
-    // Writes `dir`/vocab.json (in id order) and `dir`/merges.txt, each atomically.
-    void save(const std::filesystem::path& dir) const {
+    // Writes vocab.json (in id order) and merges.txt into a directory being
+    // written (a model directory, so that the model carries its tokenizer).
+    void write_into(DirectoryWriter& out) const {
         std::string merges = "#version: 0.2\n";
         for (const auto& [left, right] : merges_) merges += tokens_[left] + " " + tokens_[right] + "\n";
         std::string vocab = "{";
         for (std::size_t id = 0; id < tokens_.size(); ++id)
             vocab += (id == 0 ? "" : ", ") + detail::json_string(tokens_[id]) + ": " + std::to_string(id);
         vocab += "}\n";
-        write_file_atomic(dir / "merges.txt", merges);
-        write_file_atomic(dir / "vocab.json", vocab);
+        out.write("merges.txt", merges);
+        out.write("vocab.json", vocab);
+    }
+
+    // Writes them into `dir` as one step, keeping what else it holds (a model).
+    void save(const std::filesystem::path& dir) const {
+        DirectoryWriter out(dir);
+        write_into(out);
+        out.commit();
     }
 
 private:

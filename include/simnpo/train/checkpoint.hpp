@@ -17,60 +17,47 @@
 
 namespace simnpo::train {
 
-// Where a run stands, and the settings a resumed run must share with it for
-// its batches to be the ones the interrupted run would have taken.
+// Where a run stands, and the run's whole configuration: what a resumed run
+// must share with it (train::unlearn compares them key by key).
 struct TrainerState {
-    std::int64_t step = 0;  // optimizer steps done
-    std::uint64_t seed = 0;
-    std::int64_t batch_size = 0;
-    std::int64_t grad_accum = 0;
-    std::int64_t forget_examples = 0;  // the training set's size for train()
-    std::int64_t retain_examples = 0;
-    std::string optimizer;             // "adamw" or "sgd"
-    std::int64_t optimizer_step = 0;   // the optimizer state's own step count
-    bool group_by_length = false;      // absent from older checkpoints: false
+    std::int64_t step = 0;            // optimizer steps done
+    std::int64_t optimizer_step = 0;  // the optimizer state's own step count
+    // The run's configuration: the data order (seed, batch size, sets and their
+    // fingerprints), the optimizer and its settings, the schedule, the model it
+    // started from, and what the caller adds (Options::run_config: the objective).
+    nlohmann::json run = nlohmann::json::object();
 };
 
 inline nlohmann::json to_json(const TrainerState& s) {
-    return {{"step", s.step},           {"seed", s.seed},
-            {"batch_size", s.batch_size}, {"grad_accum", s.grad_accum},
-            {"forget_examples", s.forget_examples}, {"retain_examples", s.retain_examples},
-            {"optimizer", s.optimizer}, {"optimizer_step", s.optimizer_step},
-            {"group_by_length", s.group_by_length}};
+    return {{"step", s.step}, {"optimizer_step", s.optimizer_step}, {"run", s.run}};
 }
 
 inline TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& where) {
     if (!j.is_object()) fail(where, ": expected a JSON object");
     TrainerState s;
-    const auto integer = [&](const char* key) -> std::int64_t {
+    const auto count = [&](const char* key) -> std::int64_t {
         const auto it = j.find(key);
         if (it == j.end() || !it->is_number_integer()) fail(where, ": '", key, "' is missing or not an integer");
-        return it->get<std::int64_t>();
+        const auto value = it->get<std::int64_t>();
+        if (value < 0 || (it->is_number_unsigned() && it->get<std::uint64_t>() > std::uint64_t{1} << 62))
+            fail(where, ": '", key, "' must be a non-negative step count, got ", it->dump());
+        return value;
     };
-    s.step = integer("step");
-    const auto seed = j.find("seed");
-    if (seed == j.end() || !seed->is_number_unsigned()) fail(where, ": 'seed' is missing or not an unsigned integer");
-    s.seed = seed->get<std::uint64_t>();
-    s.batch_size = integer("batch_size");
-    s.grad_accum = integer("grad_accum");
-    s.forget_examples = integer("forget_examples");
-    s.retain_examples = integer("retain_examples");
-    s.optimizer_step = integer("optimizer_step");
-    const auto optimizer = j.find("optimizer");
-    if (optimizer == j.end() || !optimizer->is_string()) fail(where, ": 'optimizer' is missing or not a string");
-    s.optimizer = optimizer->get<std::string>();
-    if (const auto grouped = j.find("group_by_length"); grouped != j.end()) {
-        if (!grouped->is_boolean()) fail(where, ": 'group_by_length' is not a boolean");
-        s.group_by_length = grouped->get<bool>();
-    }
-    if (s.step < 0 || s.optimizer_step < 0) fail(where, ": negative step count");
+    s.step = count("step");
+    s.optimizer_step = count("optimizer_step");
+    const auto run = j.find("run");
+    if (run == j.end())
+        fail(where, ": 'run' (the run's configuration) is missing: a checkpoint of an older simnpo, which "
+                    "cannot be checked against this run");
+    if (!run->is_object()) fail(where, ": 'run' is not an object");
+    s.run = *run;
     return s;
 }
 
 // A checkpoint is a directory: the model (config.json + model.safetensors, a
 // model directory like any other), optimizer.safetensors (the optimizer's
-// per-run tensors) and trainer_state.json. It is written whole into DIR.tmp
-// and renamed into place, so a crash leaves the previous checkpoints whole
+// per-run tensors) and trainer_state.json, written as one step
+// (DirectoryWriter): a crash or a signal leaves the previous checkpoints whole
 // and never a half-written one under a checkpoint's name.
 //
 // Tensors are stored as F32, the model directory's format: checkpoints hold
@@ -80,10 +67,8 @@ void save_checkpoint(const std::filesystem::path& dir, const Model& model, Optim
                      const TrainerState& state) {
     static_assert(std::is_same_v<typename Model::scalar_type, float>,
                   "simnpo: checkpoints store F32 tensors; train a float model to checkpoint it");
-    std::error_code ec;
-    const std::filesystem::path temporary = dir.string() + ".tmp";
-    std::filesystem::remove_all(temporary, ec);
-    model::save(model, temporary);
+    DirectoryWriter out(dir);
+    model::write_into(out, model);
     std::vector<std::string> names;
     std::vector<std::vector<float>> host;
     optimizer.for_each_tensor([&](const char* name, auto& buffer) {
@@ -94,11 +79,9 @@ void save_checkpoint(const std::filesystem::path& dir, const Model& model, Optim
     std::vector<model::WriteTensor> tensors;
     for (std::size_t k = 0; k < names.size(); ++k)
         tensors.push_back({names[k], {static_cast<std::int64_t>(host[k].size())}, host[k]});
-    model::write_safetensors(temporary / "optimizer.safetensors", tensors);
-    write_file_atomic(temporary / "trainer_state.json", to_json(state).dump(2) + "\n");
-    if (std::filesystem::exists(dir, ec)) std::filesystem::remove_all(dir, ec);
-    std::filesystem::rename(temporary, dir, ec);
-    if (ec) fail(dir.string(), ": cannot move the checkpoint into place: ", ec.message());
+    out.write("optimizer.safetensors", model::safetensors_bytes(out.directory() / "optimizer.safetensors", tensors));
+    out.write("trainer_state.json", to_json(state).dump(2) + "\n");
+    out.commit();
 }
 
 // Loads a checkpoint into `model` and `optimizer` (both already sized for

@@ -11,8 +11,12 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "simnpo/core/error.hpp"
+#include "simnpo/core/fingerprint.hpp"
 #include "simnpo/core/grad_store.hpp"
+#include "simnpo/core/interrupt.hpp"
 #include "simnpo/data/example.hpp"
 #include "simnpo/loss/concepts.hpp"
 #include "simnpo/loss/objective.hpp"
@@ -40,6 +44,14 @@ struct Options {
     std::int64_t save_every = 0;              // a checkpoint every N steps (0: none)
     std::filesystem::path checkpoint_dir = {};  // where: checkpoint_dir/checkpoint-<step>
     std::filesystem::path resume = {};          // a checkpoint to continue from (empty: start afresh)
+    // The caller's part of the run configuration, for what the loop cannot see
+    // (the objective and its settings, the reference): recorded in each
+    // checkpoint's trainer_state.json with the loop's own keys, and compared
+    // key by key when a run resumes.
+    nlohmann::json run_config = nlohmann::json::object();
+    // Keys of the run configuration a resumed run may change (its own value is
+    // then used and recorded); any other difference is refused.
+    std::vector<std::string> resume_overrides = {};
 };
 
 // What callbacks see after each optimizer step.
@@ -106,6 +118,67 @@ constexpr const char* optimizer_name() {
     else return "custom";
 }
 
+template <class Optimizer>
+void add_optimizer_settings(nlohmann::json& run, const Optimizer& optimizer) {
+    run["optimizer"] = optimizer_name<Optimizer>();
+    if constexpr (std::same_as<Optimizer, optim::AdamW>) {
+        const auto& p = optimizer.params();
+        run.update({{"lr", p.lr}, {"adam_beta1", p.beta1}, {"adam_beta2", p.beta2}, {"adam_eps", p.eps},
+                    {"weight_decay", p.weight_decay}});
+    } else if constexpr (std::same_as<Optimizer, optim::SGD>) {
+        const auto& p = optimizer.params();
+        run.update({{"lr", p.lr}, {"momentum", p.momentum}, {"weight_decay", p.weight_decay}});
+    } else {
+        run["lr"] = optimizer.params().lr;
+    }
+}
+
+inline std::string data_fingerprint(std::span<const data::Example> examples) {
+    Fingerprint fingerprint;
+    for (const auto& example : examples) {
+        fingerprint.add_values(std::span<const std::int32_t>(example.prompt_ids));
+        fingerprint.add_values(std::span<const std::int32_t>(example.answer_ids));
+    }
+    return fingerprint.hex();
+}
+
+// The parameters' fingerprint, read from the backend a slice at a time.
+template <class Model>
+std::string model_fingerprint(const Model& model) {
+    using Scalar = typename Model::scalar_type;
+    constexpr std::size_t slice = std::size_t{1} << 22;
+    std::vector<Scalar> host;
+    Fingerprint fingerprint;
+    const auto& params = model.params();
+    for (std::size_t begin = 0; begin < params.size(); begin += slice) {
+        host.resize(std::min(slice, params.size() - begin));
+        copy_to_host(model.backend(), std::span<Scalar>(host), params.data() + begin);
+        fingerprint.add_values(std::span<const Scalar>(host));
+    }
+    return fingerprint.hex();
+}
+
+// Refuses to resume `saved` with a different configuration, key by key, except
+// the keys the run overrides; `optimizer` cannot be: its saved state would not fit.
+inline void check_same_run(const nlohmann::json& saved, const nlohmann::json& run, const Options& options) {
+    const std::string where = (options.resume / "trainer_state.json").string();
+    for (const auto& key : options.resume_overrides) {
+        if (!saved.contains(key) && !run.contains(key))
+            fail(where, ": cannot override '", key, "': not a key of the run's configuration");
+        if (key == "optimizer") fail(where, ": the optimizer cannot be overridden: its saved state would not fit another");
+    }
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : saved.items()) keys.push_back(key);
+    for (const auto& [key, value] : run.items())
+        if (!saved.contains(key)) keys.push_back(key);
+    for (const auto& key : keys) {
+        const nlohmann::json before = saved.value(key, nlohmann::json()), now = run.value(key, nlohmann::json());
+        if (before == now || std::ranges::find(options.resume_overrides, key) != options.resume_overrides.end()) continue;
+        fail(where, ": the checkpoint's run has ", key, " = ", before.dump(), ", this one ", now.dump(),
+             ": a resume continues the same run (override the key to change it: --resume-override ", key, ")");
+    }
+}
+
 inline std::vector<data::Example> gather(std::span<const data::Example> set, const std::vector<std::size_t>& indices) {
     std::vector<data::Example> batch;
     batch.reserve(indices.size());
@@ -147,37 +220,39 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         fail("train::Options: warmup_steps must lie in [0, ", total_steps, "], got ", options.warmup_steps);
     const optim::Schedule schedule{options.schedule, options.warmup_steps, total_steps};
 
+    nlohmann::json run = {{"seed", options.seed},
+                          {"batch_size", options.batch_size},
+                          {"grad_accum", accum},
+                          {"group_by_length", options.group_by_length},
+                          {"forget_examples", forget.size()},
+                          {"retain_examples", retain.size()},
+                          {"forget_data", detail::data_fingerprint(forget)},
+                          {"retain_data", detail::data_fingerprint(retain)},
+                          {"schedule", optim::schedule_name(options.schedule)},
+                          {"warmup_steps", options.warmup_steps},
+                          {"total_steps", total_steps},
+                          {"max_grad_norm", options.max_grad_norm},
+                          {"model", detail::model_fingerprint(model)}};
+    detail::add_optimizer_settings(run, optimizer);
+    if (!options.run_config.is_object()) fail("train::Options: run_config must be a JSON object");
+    for (const auto& [key, value] : options.run_config.items()) {
+        if (run.contains(key)) fail("train::Options: run_config key '", key, "' is one the loop records itself");
+        run[key] = value;
+    }
+
     auto state = optimizer.state(model);
-    TrainerState trainer{0,
-                         options.seed,
-                         options.batch_size,
-                         accum,
-                         static_cast<std::int64_t>(forget.size()),
-                         static_cast<std::int64_t>(retain.size()),
-                         detail::optimizer_name<Optimizer>(),
-                         0,
-                         options.group_by_length};
+    TrainerState trainer{0, 0, run};
     if (!options.resume.empty()) {
         const TrainerState saved = load_checkpoint(options.resume, model, state);
-        const auto same = [&](const char* what, auto a, auto b) {
-            if (a != b)
-                fail(options.resume.string(), ": the checkpoint's ", what, " is ", a, ", this run's ", b,
-                     ": a resumed run must take the same batches");
-        };
-        same("seed", saved.seed, trainer.seed);
-        same("batch size", saved.batch_size, trainer.batch_size);
-        same("gradient accumulation", saved.grad_accum, trainer.grad_accum);
-        same("forget set size", saved.forget_examples, trainer.forget_examples);
-        same("retain set size", saved.retain_examples, trainer.retain_examples);
-        same("optimizer", saved.optimizer, trainer.optimizer);
-        same("grouping by length", saved.group_by_length, trainer.group_by_length);
+        detail::check_same_run(saved.run, run, options);
         if (saved.step > total_steps)
             fail(options.resume.string(), ": the checkpoint is at step ", saved.step, ", past this run's ", total_steps);
         trainer.step = saved.step;
     }
 
-    const RunInfo run{trainer.step, total_steps};
-    (detail::call_on_begin(callbacks, run), ...);
+    const RunInfo begun{trainer.step, total_steps};
+    (detail::call_on_begin(callbacks, begun), ...);
+    const StopSection stop_on_signal;  // SIGINT/SIGTERM end the run after a whole step (core/interrupt.hpp)
     using clock = std::chrono::steady_clock;
     const auto started = clock::now();
     Summary summary;
@@ -209,6 +284,11 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         // Clipping is applied by the optimizer as it reads the gradients.
         optimizer.step(model, state, info.lr,
                        optim::clip_coefficient<typename Model::scalar_type>(info.grad_norm, options.max_grad_norm));
+        // An update can overflow with finite gradients (a huge rate): such a model must never be saved.
+        const auto& params = model.params();
+        if (!std::isfinite(sum_of_squares(model.backend(), params.data(), static_cast<std::int64_t>(params.size()))))
+            fail("step ", step + 1, ": the update made the parameters non-finite (the learning rate is too high?); "
+                 "nothing of this step was saved");
 
         const auto now = clock::now();
         info.step = step + 1;
@@ -217,7 +297,7 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         info.seconds = std::chrono::duration<double>(now - step_started).count();
         info.tokens_per_s = static_cast<double>(info.tokens) / std::max(info.seconds, 1e-9);
         info.elapsed_s = std::chrono::duration<double>(now - started).count();
-        info.remaining_s = info.elapsed_s / static_cast<double>(info.step - run.first_step) *
+        info.remaining_s = info.elapsed_s / static_cast<double>(info.step - begun.first_step) *
                            static_cast<double>(total_steps - info.step);
         info.report = &report;
         trainer.step = info.step;
@@ -225,9 +305,15 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         summary.steps = info.step;
         summary.last = info;
 
-        if (options.save_every > 0 && (info.step % options.save_every == 0 || info.step == total_steps))
-            save_checkpoint(options.checkpoint_dir / ("checkpoint-" + std::to_string(info.step)), model, state,
-                            trainer);
+        const int signal = pending_interrupt();
+        const auto checkpoint = options.checkpoint_dir / ("checkpoint-" + std::to_string(info.step));
+        // An interrupted run saves where it stopped, so that nothing done is lost.
+        if (options.save_every > 0 &&
+            (info.step % options.save_every == 0 || info.step == total_steps || signal != 0))
+            save_checkpoint(checkpoint, model, state, trainer);
+        if (signal != 0)
+            throw Interrupted(signal, "after step " + std::to_string(info.step) +
+                                          (options.save_every > 0 ? ", saved as " + checkpoint.string() : ""));
         bool stop = false;
         ((stop = detail::call_on_step(callbacks, info) || stop), ...);
         if (stop) {
