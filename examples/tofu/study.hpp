@@ -115,7 +115,6 @@ inline simnpo::tokenizer::Gpt2Tokenizer tokenizer(const fs::path& data, const Se
         corpus.push_back(std::move(pair.answer));
     }
     auto trained = simnpo::tokenizer::train_bpe(corpus, {.vocab_size = s.vocab_size});
-    fs::create_directories(dir);
     trained.save(dir);
     std::fprintf(log, "tokenizer: %zu tokens trained on full.jsonl, saved to %s\n", trained.vocab_size(), dir.c_str());
     return trained;
@@ -180,8 +179,10 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
     const simnpo::optim::AdamW adamw({.lr = s.train_lr});
     if (progress) simnpo::train::train(model, adamw, examples, options, simnpo::train::ProgressBar(0, log));
     else simnpo::train::train(model, adamw, examples, options);
-    simnpo::model::save(model, dir);
-    format.tokenizer().save(dir);
+    simnpo::DirectoryWriter out(dir);  // the model and its tokenizer, as one step
+    simnpo::model::write_into(out, model);
+    format.tokenizer().write_into(out);
+    out.commit();
     std::fprintf(log, "%s model: trained in %.0f s, saved to %s\n", name.c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), dir.c_str());
     return model;

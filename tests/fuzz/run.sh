@@ -25,6 +25,11 @@ seed() {  # seed <target> <corpus dir>
         printf '%s\n' '[' '  {"prompt_ids": [1, 2], "answer_ids": [3]},' \
             '  {"prompt_ids": [4], "answer_ids": [5, 6]}' ']' >"$2/array.json"
         ;;
+    fuzz_trainer_state)
+        printf '%s\n' '{"step": 4, "optimizer_step": 4, "run": {"seed": 0, "batch_size": 8, "lr": 1e-05,' \
+            '"optimizer": "adamw", "forget_data": "00aa11bb22cc33dd", "schedule": "cosine"}}' >"$2/state.json"
+        printf '%s' '{"step": 0, "optimizer_step": 0, "run": {}}' >"$2/empty_run.json"
+        ;;
     fuzz_safetensors)
         python3 - "$2" <<'PY'
 import json, struct, sys

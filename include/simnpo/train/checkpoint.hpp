@@ -11,6 +11,7 @@
 
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/file.hpp"
+#include "simnpo/core/json.hpp"
 #include "simnpo/model/config.hpp"
 #include "simnpo/model/io.hpp"
 #include "simnpo/model/safetensors.hpp"
@@ -37,10 +38,9 @@ inline TrainerState trainer_state_from_json(const nlohmann::json& j, const std::
     TrainerState s;
     const auto count = [&](const char* key) -> std::int64_t {
         const auto it = j.find(key);
-        if (it == j.end() || !it->is_number_integer()) fail(where, ": '", key, "' is missing or not an integer");
-        const auto value = it->get<std::int64_t>();
-        if (value < 0 || (it->is_number_unsigned() && it->get<std::uint64_t>() > std::uint64_t{1} << 62))
-            fail(where, ": '", key, "' must be a non-negative step count, got ", it->dump());
+        if (it == j.end()) fail(where, ": '", key, "' is missing");
+        const std::int64_t value = json_int64(*it, where + ": '" + key + "'");
+        if (value < 0) fail(where, ": '", key, "' must not be negative, got ", value);
         return value;
     };
     s.step = count("step");
