@@ -354,7 +354,7 @@ BOOST_AUTO_TEST_CASE(bad_text_examples_name_the_file_and_line) {
     std::string long_question;
     for (int i = 0; i < 70; ++i) long_question += " word";  // one token each
     BOOST_CHECK_EXCEPTION(parse_text(R"({"question": ")" + long_question + R"(", "answer": "a"})"),
-                          simnpo::Error, message_has({"text.jsonl:2: sequence of", "longer than n_positions = 64"}));
+                          simnpo::Error, message_has({"text.jsonl:2: sequence is longer than n_positions = 64 tokens"}));
     // A vocabulary smaller than the tokenizer's: ids out of range, named.
     BOOST_CHECK_EXCEPTION(parse_examples(R"({"question": "q", "answer": "a"})", small_config(), "text.jsonl", &format),
                           simnpo::Error, message_has({"text.jsonl:1: token id", "outside the vocabulary [0, 50)"}));
@@ -367,4 +367,49 @@ BOOST_AUTO_TEST_CASE(text_refusals_end_with_end_of_text) {
     BOOST_TEST(refusals[0] == (Ids{40, 836, 470, 760, 13, 50256}), boost::test_tools::per_element());
     BOOST_CHECK_EXCEPTION(simnpo::data::parse_refusals(R"({"answer": "I don't know."})", gpt2_config(), "idk.jsonl"),
                           simnpo::Error, message_has({"idk.jsonl:1: text answers ('answer') need a tokenizer"}));
+}
+
+// Issue 16: a 50 MB line was tokenised (1.1-2.2 GB) before its length was
+// checked. Tokenising stops as soon as the example is known to be too long,
+// and a text of more bytes than n_positions of the longest token hold is not
+// tokenised at all.
+BOOST_AUTO_TEST_CASE(a_long_text_example_is_refused_as_soon_as_it_is_too_long) {
+    const simnpo::data::TextFormat format(gpt2());
+    const std::string huge(8u << 20, 'a');
+    BOOST_TEST(!gpt2().encode_at_most(huge, 64).has_value());
+    BOOST_TEST(!gpt2().encode_at_most(" a b c d e", 4).has_value());
+    BOOST_TEST((gpt2().encode_at_most(" a b c d e", 5) == gpt2().encode(" a b c d e")));
+    BOOST_TEST(!format.example("q", huge, 64).has_value());
+    BOOST_CHECK_EXCEPTION(
+        parse_examples(R"({"question": "q", "answer": ")" + huge + "\"}", gpt2_config(), "text.jsonl", &format),
+        simnpo::Error, message_has({"text.jsonl:1: sequence is longer than n_positions = 64 tokens"}));
+    BOOST_CHECK_EXCEPTION(
+        simnpo::data::parse_refusals(R"({"answer": ")" + huge + "\"}", gpt2_config(), "idk.jsonl", &format),
+        simnpo::Error, message_has({"idk.jsonl:1: sequence is longer than n_positions = 64 tokens"}));
+}
+
+// Issue 16: --data /dev/zero grew to 2-4 GB before std::bad_alloc. A line may
+// hold at most 16 MiB; reading stops there.
+BOOST_AUTO_TEST_CASE(a_line_longer_than_16_mib_is_an_error_naming_it) {
+    std::string text = std::string(R"({"prompt_ids": [1], "answer_ids": [2]})") + "\n";
+    text += std::string(R"({"prompt_ids": [1], "answer_ids": [2]})") + std::string(simnpo::max_line_bytes, ' ') + "\n";
+    BOOST_CHECK_EXCEPTION(parse(text), simnpo::Error,
+                          message_has({"data.jsonl:2: line longer than 16777216 bytes"}));
+    const TempFile file(text);
+    BOOST_CHECK_EXCEPTION(simnpo::data::read_jsonl(file.path, small_config()), simnpo::Error,
+                          message_has({file.path.string() + ":2: line longer than 16777216 bytes"}));
+    BOOST_CHECK_EXCEPTION(simnpo::data::read_jsonl("/dev/zero", small_config()), simnpo::Error,
+                          message_has({"/dev/zero:1: line longer than 16777216 bytes"}));
+    BOOST_CHECK_EXCEPTION(simnpo::data::read_question_answers("/dev/zero"), simnpo::Error,
+                          message_has({"/dev/zero:1: line longer than 16777216 bytes"}));
+}
+
+// Issue 16: a key given twice was accepted silently (the last won).
+BOOST_AUTO_TEST_CASE(a_key_given_twice_is_an_error_naming_it) {
+    BOOST_CHECK_EXCEPTION(parse(with_bad_line(3, R"({"prompt_ids": [1], "answer_ids": [2], "answer_ids": [3]})")),
+                          simnpo::Error, message_has({"data.jsonl:3: duplicate key \"answer_ids\""}));
+    BOOST_CHECK_EXCEPTION(parse(R"([{"prompt_ids": [1], "prompt_ids": [1], "answer_ids": [2]}])"), simnpo::Error,
+                          message_has({"data.jsonl: duplicate key \"prompt_ids\""}));
+    // The same key in two objects, or nested, is not a duplicate.
+    BOOST_TEST(parse(R"({"prompt_ids": [1], "answer_ids": [2], "x": {"prompt_ids": 0}})").size() == 1u);
 }

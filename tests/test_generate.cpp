@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include <simnpo.hpp>
@@ -124,4 +125,17 @@ BOOST_AUTO_TEST_CASE(batched_generation_equals_one_by_one_and_names_a_bad_prompt
     const Ids too_long(17, 1);
     BOOST_CHECK_EXCEPTION(simnpo::model::generate_greedy(model, std::span<const std::int32_t>(too_long)), simnpo::Error,
                           message_has({"longer than n_positions = 16"}));
+}
+
+// Issue 16: a model with a NaN or Inf weight (or weights large enough to
+// overflow) generated token 0 at every step, as NUL-byte answers.
+BOOST_AUTO_TEST_CASE(non_finite_logits_are_an_error_naming_the_prompt) {
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        auto model = random_model<float>(4);
+        model.param("ln_f.bias")[0] = bad;
+        const std::vector<Ids> prompts = {{4}, {1, 2, 3}};
+        BOOST_CHECK_EXCEPTION(
+            simnpo::model::generate_greedy(model, std::span<const Ids>(prompts), {.max_new_tokens = 5}), simnpo::Error,
+            message_has({"prompt 1: generate_greedy: the model's logits are not finite after 1 tokens"}));
+    }
 }

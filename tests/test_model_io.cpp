@@ -331,3 +331,20 @@ BOOST_AUTO_TEST_CASE(saving_over_a_model_replaces_it_cleanly) {
     const FloatGpt loaded = simnpo::model::load(target);
     BOOST_TEST(bitwise_equal(loaded.params(), second.params()));
 }
+
+// Issue 16: a key given twice in config.json was accepted (the last won), and
+// n_layer 2^64 - 1 was reported as "got -1".
+BOOST_AUTO_TEST_CASE(config_keys_are_read_strictly) {
+    TempDir dir;
+    const auto model = random_model(13);
+    simnpo::model::save(model, dir.path);
+    const fs::path config = dir.path / "config.json";
+    write_text(config, R"({"vocab_size": 11, "n_positions": 8, "n_embd": 8, "n_layer": 2, "n_layer": 2, "n_head": 2})");
+    expect_load_error(dir.path, config, "duplicate key \"n_layer\"");
+    write_text(config, R"({"vocab_size": 11, "n_positions": 8, "n_embd": 8, "n_layer": 18446744073709551615, "n_head": 2})");
+    expect_load_error(dir.path, config, "'n_layer' = 18446744073709551615 does not fit a signed 64-bit integer");
+    write_text(config, R"({"vocab_size": 11, "n_positions": 8, "n_embd": 8, "n_layer": 1e3, "n_head": 2})");
+    expect_load_error(dir.path, config, "'n_layer' must be an integer (no decimal point or exponent), got 1000.0");
+    write_text(config, R"({"vocab_size": 11, "n_positions": 8, "n_embd": 8, "n_layer": "2", "n_head": 2})");
+    expect_load_error(dir.path, config, "'n_layer' must be an integer (no decimal point or exponent), got string");
+}

@@ -223,3 +223,35 @@ BOOST_AUTO_TEST_CASE(bad_files_are_one_line_errors_naming_the_file) {
     BOOST_CHECK_EXCEPTION(tokenizer.decode(Ids{-1}), simnpo::Error, message_has({"encoder.json", "-1"}));
     BOOST_CHECK_EXCEPTION(tokenizer.token(-3), simnpo::Error, message_has({"encoder.json", "-3"}));
 }
+
+// Issue 16: a vocabulary lacking a byte token was reported as an
+// <|endoftext|> id problem (its id was then past the end).
+BOOST_AUTO_TEST_CASE(a_missing_byte_token_is_named_as_such) {
+    TempDir dir;
+    nlohmann::json vocab = nlohmann::json::object();
+    for (unsigned byte = 1; byte < 256; ++byte) vocab[spelled(static_cast<unsigned char>(byte))] = byte - 1;
+    vocab["<|endoftext|>"] = 256;
+    dir.write("vocab.json", vocab.dump());
+    dir.write("merges.txt", "#version: 0.2\n");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error,
+                          message_has({(dir.path / "vocab.json").string() + ": the vocabulary lacks the token " +
+                                       "\"" + spelled(0) + "\" for byte 0"}));
+}
+
+// Issue 16: a token given twice in vocab.json was accepted silently (the last id won).
+BOOST_AUTO_TEST_CASE(a_token_given_twice_in_the_vocabulary_is_an_error) {
+    TempDir dir;
+    dir.write("vocab.json", small_vocab("\"ab\": 256"));
+    dir.write("merges.txt", "a b\n");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error,
+                          message_has({(dir.path / "vocab.json").string() + ": duplicate key \"ab\""}));
+}
+
+// Issue 16: --data /dev/zero read without bound; merges.txt is read a line at a time, 16 MiB at most.
+BOOST_AUTO_TEST_CASE(a_merges_file_without_newlines_is_refused_at_the_line_limit) {
+    TempDir dir;
+    dir.write("vocab.json", small_vocab());
+    fs::create_symlink("/dev/zero", dir.path / "merges.txt");
+    BOOST_CHECK_EXCEPTION(Gpt2Tokenizer::load(dir.path), simnpo::Error,
+                          message_has({(dir.path / "merges.txt").string() + ":1: line longer than 16777216 bytes"}));
+}

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <iostream>
 #include <map>
 #include <set>
 #include <string>
@@ -61,10 +62,11 @@ public:
         const std::string& value = it->second;
         long long result = 0;
         const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), result);
-        if (error != std::errc{} || end != value.data() + value.size())
-            fail(command_, ": flag ", flag, " expects an integer, got '", value, "'");
-        if (result < low || result > high)
-            fail(command_, ": flag ", flag, " must be in [", low, ", ", high, "], got ", result);
+        const bool whole = end == value.data() + value.size();
+        // An integer too large for long long (2^64 - 1, say) is out of the range, not "not an integer".
+        if (whole && (error == std::errc::result_out_of_range || (error == std::errc{} && (result < low || result > high))))
+            fail(command_, ": flag ", flag, " must be in [", low, ", ", high, "], got ", value);
+        if (error != std::errc{} || !whole) fail(command_, ": flag ", flag, " expects an integer, got '", value, "'");
         return result;
     }
 
@@ -91,6 +93,17 @@ public:
             fail(command_, ": flag ", flag, " must be one of {", listed, "}, got '", value, "'");
         }
         return value;
+    }
+
+    // --threads N, when given: the CPU threads, at most simnpo::max_threads(); a
+    // warning on stderr when N is more than the cores (the threads take turns).
+    void apply_threads() const {
+        if (!has("--threads")) return;
+        const auto threads = static_cast<int>(integer("--threads", 1, 1, max_threads()));
+        if (threads > core_count())
+            std::cerr << command_ << ": warning: --threads " << threads << " is more than the " << core_count()
+                      << " cores of this machine\n";
+        set_threads(threads);
     }
 
 private:

@@ -158,7 +158,7 @@ inline int run_eval(const std::vector<std::string>& words) {
         .prefix_tokens = static_cast<std::size_t>(args.integer("--prefix-tokens", 8, 0, 1 << 20)),
         .max_new_tokens = max_new_tokens,
         .memorization = !args.has("--no-memorization")};
-    if (args.has("--threads")) set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
+    args.apply_threads();
 
     auto model = model::load<simnpo::cpu, float>(model_dir);
     const TextInput text(args, model_dir);
@@ -207,7 +207,7 @@ inline int run_generate(const std::vector<std::string>& words) {
         fail("simnpo generate: give exactly one of --question and --file");
     const std::filesystem::path model_dir = args.required("--model");
     const auto max_new_tokens = args.integer("--max-new-tokens", 200, 1, 1 << 20);
-    if (args.has("--threads")) set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
+    args.apply_threads();
     const auto model = model::load<simnpo::cpu, float>(model_dir);
     const TextInput text(args, model_dir);
     const auto& format = text.required("simnpo generate");

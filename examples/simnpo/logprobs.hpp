@@ -77,7 +77,7 @@ int run_logprobs(const std::vector<std::string>& words) {
     if (on_gpu && dtype == "double") fail("simnpo logprobs: --device cuda computes in float (drop --dtype double)");
     if (args.has("--tf32") && !on_gpu) fail("simnpo logprobs: --tf32 applies to --device cuda only");
     const Backend backend = make_backend<Backend>(args.has("--tf32"));
-    if (args.has("--threads")) simnpo::set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
+    args.apply_threads();
     const TextInput text(args, model_dir);
     const auto* format = text.format();
     std::string lines;

@@ -133,7 +133,7 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
         t.log = args.required("--log");
         check_output_file(t.log, "--log");
     }
-    if (args.has("--threads")) set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
+    args.apply_threads();
     const bool on_gpu = args.choice("--device", "cpu", {"cpu", "cuda"}) == "cuda";  // main.cpp dispatches on it
     if (args.has("--tf32") && !on_gpu) fail(command, ": --tf32 applies to --device cuda only");
     t.tf32 = args.has("--tf32");

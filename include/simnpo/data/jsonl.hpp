@@ -14,6 +14,8 @@
 
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/file.hpp"
+#include "simnpo/core/json.hpp"
+#include "simnpo/core/read_limits.hpp"
 #include "simnpo/data/example.hpp"
 #include "simnpo/data/text.hpp"
 #include "simnpo/model/config.hpp"
@@ -137,7 +139,11 @@ inline Example example_from_json(const json& value, const model::Config& config,
     if (!has_ids && (value.contains("question") || value.contains("answer"))) {
         if (text == nullptr)
             fail(where, ": text examples ('question'/'answer') need a tokenizer; use 'prompt_ids'/'answer_ids'");
-        example = text->example(text_field(value, "question", where), text_field(value, "answer", where));
+        // Tokenising stops as soon as the example is too long: a huge line costs nothing.
+        auto tokens = text->example(text_field(value, "question", where), text_field(value, "answer", where),
+                                    static_cast<std::size_t>(config.n_positions));
+        if (!tokens) fail(where, ": sequence is longer than n_positions = ", config.n_positions, " tokens");
+        example = std::move(*tokens);
     } else {
         example = {token_ids(value, "prompt_ids", where), token_ids(value, "answer_ids", where)};
     }
@@ -162,7 +168,7 @@ void for_each_record(std::string_view text, const std::string& where, Record&& r
     if (first != std::string_view::npos && text[first] == '[') {
         json array;
         try {
-            array = json::parse(text);
+            array = simnpo::detail::parse_json_rejecting_duplicates(text, where);
         } catch (const json::exception&) {
             fail_invalid_json(where, text, 1);
         }
@@ -177,13 +183,15 @@ void for_each_record(std::string_view text, const std::string& where, Record&& r
         ++line_number;
         // A CRLF line keeps its '\r': JSON whitespace, to nlohmann and to the blank test.
         if (line.find_first_not_of(json_whitespace) == std::string_view::npos) continue;
+        if (line.size() > max_line_bytes) fail_long_line(where, line_number);
+        const std::string at = where + ":" + std::to_string(line_number);
         json value;
         try {
-            value = json::parse(line);
+            value = simnpo::detail::parse_json_rejecting_duplicates(line, at);
         } catch (const json::exception&) {
             fail_invalid_json(where, line, line_number);
         }
-        record(value, where + ":" + std::to_string(line_number));
+        record(value, at);
     }
 }
 
@@ -191,6 +199,7 @@ void for_each_record(std::string_view text, const std::string& where, Record&& r
 
 // The examples of a JSON Lines text (DESIGN §5), or of a JSON array of
 // objects; errors read "<where>:<line>: ..." or "<where>: element <n>: ...".
+// A line may hold at most max_line_bytes (16 MiB), an object each key once.
 // Text examples need `format`.
 inline std::vector<Example> parse_examples(std::string_view text, const model::Config& config,
                                            const std::string& where, const TextFormat* format = nullptr) {
@@ -214,8 +223,16 @@ inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view te
         const bool is_text = !value.contains("answer_ids") && value.contains("answer");
         if (is_text && format == nullptr) fail(at, ": text answers ('answer') need a tokenizer; use 'answer_ids'");
         // A refusal is scored after a forget prompt: check it as an answer to a one-token prompt.
-        Example example{{0}, is_text ? format->answer_ids(detail::text_field(value, "answer", at))
-                                     : detail::token_ids(value, "answer_ids", at)};
+        std::vector<std::int32_t> answer;
+        if (is_text) {
+            auto ids = format->answer_ids(detail::text_field(value, "answer", at),
+                                          static_cast<std::size_t>(config.n_positions) - 1);
+            if (!ids) fail(at, ": sequence is longer than n_positions = ", config.n_positions, " tokens");
+            answer = std::move(*ids);
+        } else {
+            answer = detail::token_ids(value, "answer_ids", at);
+        }
+        Example example{{0}, std::move(answer)};
         check_example(example, config, at);
         answers.push_back(std::move(example.answer_ids));
     });
@@ -226,14 +243,14 @@ inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view te
 inline std::vector<std::vector<std::int32_t>> read_refusals(const std::filesystem::path& path,
                                                             const model::Config& config,
                                                             const TextFormat* format = nullptr) {
-    return parse_refusals(read_file(path), config, path.string(), format);
+    return parse_refusals(read_text_file(path), config, path.string(), format);
 }
 
 // The examples of a JSON Lines (or JSON array) file; errors name the file.
 // Text examples need `format`.
 inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const model::Config& config,
                                        const TextFormat* format = nullptr) {
-    return parse_examples(read_file(path), config, path.string(), format);
+    return parse_examples(read_text_file(path), config, path.string(), format);
 }
 
 inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const model::Config& config,
@@ -249,7 +266,7 @@ struct QuestionAnswer {
 // The {"question", "answer"} pairs of a JSON Lines (or JSON array) file, untokenised.
 inline std::vector<QuestionAnswer> read_question_answers(const std::filesystem::path& path) {
     std::vector<QuestionAnswer> pairs;
-    detail::for_each_record(read_file(path), path.string(), [&](const detail::json& value, const std::string& at) {
+    detail::for_each_record(read_text_file(path), path.string(), [&](const detail::json& value, const std::string& at) {
         if (!value.is_object()) fail(at, ": expected a JSON object, got ", detail::describe(value));
         pairs.push_back({detail::text_field(value, "question", at), detail::text_field(value, "answer", at)});
     });

@@ -2,6 +2,8 @@
 #include "simnpo/core/internal_check.hpp"
 
 #include <cstdint>
+#include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,13 +48,29 @@ public:
     std::vector<std::int32_t> prompt_ids(std::string_view question) const { return tokenizer_->encode(prompt(question)); }
 
     std::vector<std::int32_t> answer_ids(std::string_view answer) const {
-        auto ids = tokenizer_->encode(answer);
-        ids.push_back(end_of_text_);
+        return *answer_ids(answer, std::numeric_limits<std::size_t>::max());
+    }
+
+    // The answer's ids, or nullopt as soon as they are known to be more than `max_tokens`.
+    std::optional<std::vector<std::int32_t>> answer_ids(std::string_view answer, std::size_t max_tokens) const {
+        if (max_tokens == 0) return std::nullopt;
+        auto ids = tokenizer_->encode_at_most(answer, max_tokens - 1);
+        if (ids) ids->push_back(end_of_text_);
         return ids;
     }
 
     Example example(std::string_view question, std::string_view answer) const {
         return {prompt_ids(question), answer_ids(answer)};
+    }
+
+    // The example, or nullopt as soon as prompt and answer are known to be more
+    // than `max_tokens` together (a model's n_positions).
+    std::optional<Example> example(std::string_view question, std::string_view answer, std::size_t max_tokens) const {
+        auto prompt_tokens = tokenizer_->encode_at_most(prompt(question), max_tokens);
+        if (!prompt_tokens) return std::nullopt;
+        auto answer_tokens = answer_ids(answer, max_tokens - prompt_tokens->size());
+        if (!answer_tokens) return std::nullopt;
+        return Example{std::move(*prompt_tokens), std::move(*answer_tokens)};
     }
 
 private:

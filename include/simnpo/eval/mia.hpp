@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "simnpo/core/error.hpp"
+#include "simnpo/core/threads.hpp"
 #include "simnpo/data/example.hpp"
 #include "simnpo/model/gpt.hpp"
 
@@ -104,14 +105,25 @@ std::vector<TokenStatistics> token_statistics(model::Gpt<Backend, Scalar>& model
         std::vector<std::size_t> begin(chunk.size() + 1, positions.size());
         for (std::size_t n = positions.size(); n-- > 0;) begin[static_cast<std::size_t>(positions[n] / T)] = n;
         for (std::size_t b = chunk.size(); b-- > 0;) begin[b] = std::min(begin[b], begin[b + 1]);
+        RegionErrors errors;
 #pragma omp parallel
         {
             std::vector<double> scratch;
 #pragma omp for schedule(dynamic)
             for (std::size_t b = 0; b < chunk.size(); ++b)
-                for (std::size_t n = begin[b]; n < begin[b + 1]; ++n)
-                    add_token_statistics(result[first + b], std::span<const Scalar>(logits).subspan(n * V, V),
-                                         batch.targets.data()[positions[n]], scratch);
+                errors.run([&] {
+                    for (std::size_t n = begin[b]; n < begin[b + 1]; ++n)
+                        add_token_statistics(result[first + b], std::span<const Scalar>(logits).subspan(n * V, V),
+                                             batch.targets.data()[positions[n]], scratch);
+                });
+        }
+        errors.rethrow();
+        // A non-finite statistic would become a NaN score, and a NaN AUC.
+        for (std::size_t b = 0; b < chunk.size(); ++b) {
+            const TokenStatistics& stats = result[first + b];
+            for (const auto* values : {&stats.logprob, &stats.mean, &stats.stddev})
+                if (!std::all_of(values->begin(), values->end(), [](double x) { return std::isfinite(x); }))
+                    fail("token_statistics: example ", first + b + 1, ": the model's log-probabilities are not finite");
         }
     }
     return result;

@@ -204,10 +204,17 @@ SetResult evaluate_set(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextF
     std::size_t next = 0;
     for (std::size_t i = 0; i < questions.size(); ++i) {
         const Question& q = questions[i];
+        // A NaN would be written as null and averaged into every aggregate.
+        const auto take = [&] {
+            const double value = nll[next++];
+            if (!std::isfinite(value))
+                fail(where, ": question ", i + 1, ": the model's log-probability of an answer is not finite");
+            return value;
+        };
         QuestionResult r;
-        r.answer_nll = nll[next++];
-        r.paraphrased_nll = (set == Set::forget || set == Set::retain) ? nll[next++] : r.answer_nll;
-        for (std::size_t j = 0; j < q.perturbed.size(); ++j) r.perturbed_nll.push_back(nll[next++]);
+        r.answer_nll = take();
+        r.paraphrased_nll = (set == Set::forget || set == Set::retain) ? take() : r.answer_nll;
+        for (std::size_t j = 0; j < q.perturbed.size(); ++j) r.perturbed_nll.push_back(take());
         if (options.generate) {
             r.generation = format.tokenizer().decode(generations[i]);
             r.rouge_l_recall = rouge_l(r.generation, q.answer).recall;

@@ -3,7 +3,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <new>
 #include <optional>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -138,6 +140,9 @@ std::vector<std::int32_t> generate_greedy(const Gpt<simnpo::cpu, Scalar>& model,
     for (const auto token : prompt.subspan(1)) logits = &decoder.feed(token);
     std::vector<std::int32_t> generated;
     while (static_cast<std::int64_t>(generated.size()) < options.max_new_tokens) {
+        // NaN compares false: maxCoeff would pick token 0 at every step.
+        if (!logits->allFinite())
+            fail("generate_greedy: the model's logits are not finite after ", decoder.position(), " tokens");
         Eigen::Index best = 0;
         logits->maxCoeff(&best);
         const auto token = static_cast<std::int32_t>(best);
@@ -162,6 +167,8 @@ std::vector<std::vector<std::int32_t>> generate_greedy(const Gpt<simnpo::cpu, Sc
             results[i] = generate_greedy(model, std::span<const std::int32_t>(prompts[i]), options);
         } catch (const Error& error) {
             errors[i] = error.what();  // an exception must not leave the parallel region
+        } catch (const std::bad_alloc&) {
+            errors[i] = "out of memory for the decoder's key-value cache";
         }
     }
     for (std::size_t i = 0; i < prompts.size(); ++i)

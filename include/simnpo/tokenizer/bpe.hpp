@@ -19,6 +19,8 @@
 
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/file.hpp"
+#include "simnpo/core/json.hpp"
+#include "simnpo/core/read_limits.hpp"
 #include "simnpo/tokenizer/unicode.hpp"
 
 namespace simnpo::tokenizer {
@@ -58,6 +60,13 @@ inline void append_utf8(std::string& out, char32_t point) {
         out += static_cast<char>(0x80 | ((point >> 6) & 0x3F));
         out += static_cast<char>(0x80 | (point & 0x3F));
     }
+}
+
+// The one-byte token for `byte`, as a vocabulary spells it.
+inline std::string byte_token(unsigned byte) {
+    std::string spelled;
+    append_utf8(spelled, byte_code_points()[byte]);
+    return spelled;
 }
 
 // One code point read from UTF-8; `length` is 1 with no point for a byte that
@@ -199,8 +208,14 @@ public:
     // line, highest priority first).
     static Gpt2Tokenizer from_files(const std::filesystem::path& vocab_path, const std::filesystem::path& merges_path) {
         const std::string vocab_where = vocab_path.string();
-        const nlohmann::json vocab = read_json_file(vocab_path);
+        const nlohmann::json vocab = parse_json_strict(read_file(vocab_path), vocab_where);
         if (!vocab.is_object()) fail(vocab_where, ": expected a JSON object of token -> id");
+        // Checked first: a missing byte token leaves a gap in the ids, which would
+        // otherwise be reported as another token's id (<|endoftext|>'s) out of range.
+        for (unsigned byte = 0; byte < 256; ++byte)
+            if (!vocab.contains(detail::byte_token(byte)))
+                fail(vocab_where, ": the vocabulary lacks the token ", detail::json_string(detail::byte_token(byte)),
+                     " for byte ", byte);
         std::vector<std::string> tokens(vocab.size());
         std::vector<bool> seen(vocab.size(), false);
         for (const auto& [token, id] : vocab.items()) {
@@ -218,7 +233,7 @@ public:
 
         Gpt2Tokenizer tokenizer(std::move(tokens), vocab_where);
         const std::string merges_where = merges_path.string();
-        const std::string text = read_file(merges_path);
+        const std::string text = read_text_file(merges_path);
         std::size_t line_number = 0;
         std::size_t rank = 0;
         for (std::size_t begin = 0; begin < text.size();) {
@@ -258,6 +273,14 @@ public:
     }
 
     std::vector<std::int32_t> encode(std::string_view text) const {
+        return *encode_at_most(text, std::numeric_limits<std::size_t>::max());
+    }
+
+    // The ids of `text`, or nullopt as soon as they are known to be more than
+    // `max_tokens`: a text of more bytes than that many of the longest token
+    // hold is not tokenised at all, so that a huge text costs nothing.
+    std::optional<std::vector<std::int32_t>> encode_at_most(std::string_view text, std::size_t max_tokens) const {
+        if (text.size() / longest_token_bytes_ > max_tokens) return std::nullopt;
         std::vector<std::int32_t> ids;
         std::vector<std::int32_t> word;
         for (const std::string_view piece : detail::pretokenize(text)) {
@@ -265,6 +288,7 @@ public:
             for (const char byte : piece) word.push_back(byte_ids_[static_cast<unsigned char>(byte)]);
             merge_word(word);
             ids.insert(ids.end(), word.begin(), word.end());
+            if (ids.size() > max_tokens) return std::nullopt;
         }
         return ids;
     }
@@ -353,13 +377,13 @@ private:
                 bytes += static_cast<char>(it->second);
                 at += unit.length;
             }
+            longest_token_bytes_ = std::max(longest_token_bytes_, bytes.size());
             token_bytes_.push_back(std::move(bytes));
             ids_.emplace(token, static_cast<std::int32_t>(id));
         }
         // Every byte needs a token of its own so that any text can be encoded.
         for (unsigned byte = 0; byte < 256; ++byte) {
-            std::string spelled;
-            detail::append_utf8(spelled, points[byte]);
+            const std::string spelled = detail::byte_token(byte);
             const auto it = ids_.find(spelled);
             if (it == ids_.end())
                 fail(source_, ": the vocabulary lacks the token ", detail::json_string(spelled), " for byte ", byte);
@@ -427,6 +451,7 @@ private:
     std::unordered_map<std::uint64_t, Merge> ranks_;        // (left id, right id) -> rule
     std::vector<std::pair<std::int32_t, std::int32_t>> merges_;  // rules in rank order
     std::string source_;                                    // where the vocabulary came from, for errors
+    std::size_t longest_token_bytes_ = 1;                   // the most bytes one token stands for
 };
 
 }  // namespace simnpo::tokenizer

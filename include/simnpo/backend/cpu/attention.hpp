@@ -20,9 +20,10 @@ void attention_forward(Tag, S* out, S* att, const S* qkv, const std::int64_t* le
                        std::int64_t B, std::int64_t T, std::int64_t C, std::int64_t H) {
     const std::int64_t D = C / H;
     const S scale = S{1} / std::sqrt(static_cast<S>(D));
+    RegionErrors errors;  // Eigen's products may allocate a workspace
 #pragma omp parallel for collapse(2) schedule(dynamic)
     for (std::int64_t b = 0; b < B; ++b) {
-        for (std::int64_t h = 0; h < H; ++h) {
+        for (std::int64_t h = 0; h < H; ++h) errors.run([&] {
             const std::int64_t n = lengths[b];
             const S* base = qkv + b * T * 3 * C + h * D;
             const auto q = matrix(base, n, D, 3 * C);
@@ -38,8 +39,9 @@ void attention_forward(Tag, S* out, S* att, const S* qkv, const std::int64_t* le
             }
             matrix(out + b * T * C + h * D, n, D, C).noalias() = p * v;
             matrix(out + (b * T + n) * C + h * D, T - n, D, C).setZero();
-        }
+        });
     }
+    errors.rethrow();
 }
 
 // Accumulates dqkv [B, T, 3C] from dout [B, T, C], given the forward's qkv and att.
@@ -49,9 +51,10 @@ void attention_backward(Tag, S* dqkv, const S* dout, const S* qkv, const S* att,
                         std::int64_t H) {
     const std::int64_t D = C / H;
     const S scale = S{1} / std::sqrt(static_cast<S>(D));
+    RegionErrors errors;  // Eigen's products may allocate a workspace
 #pragma omp parallel for collapse(2) schedule(dynamic)
     for (std::int64_t b = 0; b < B; ++b) {
-        for (std::int64_t h = 0; h < H; ++h) {
+        for (std::int64_t h = 0; h < H; ++h) errors.run([&] {
             const std::int64_t n = lengths[b];
             const S* base = qkv + b * T * 3 * C + h * D;
             S* dbase = dqkv + b * T * 3 * C + h * D;
@@ -67,8 +70,9 @@ void attention_backward(Tag, S* dqkv, const S* dout, const S* qkv, const S* att,
             dscores = (p.array() * (dscores.array().colwise() - row_dot)) * scale;
             matrix(dbase, n, D, 3 * C).noalias() += dscores * k;
             matrix(dbase + C, n, D, 3 * C).noalias() += dscores.transpose() * q;
-        }
+        });
     }
+    errors.rethrow();
 }
 
 }  // namespace simnpo::backend::cpu

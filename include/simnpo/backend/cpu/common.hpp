@@ -12,6 +12,8 @@
 #include <omp.h>
 #endif
 
+#include "simnpo/core/threads.hpp"
+
 namespace simnpo::backend::cpu {
 
 // The CPU backend's tag. Model code passes it to every kernel, so that the
@@ -41,6 +43,7 @@ using ConstArrayMap = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
 // thread, so that each chunk is one vectorised Eigen expression.
 template <class Body>
 void parallel_chunks(std::int64_t n, Body&& body) {
+    RegionErrors errors;  // a product's workspace may fail to allocate
 #pragma omp parallel
     {
 #ifdef _OPENMP
@@ -49,8 +52,9 @@ void parallel_chunks(std::int64_t n, Body&& body) {
         const std::int64_t threads = 1, thread = 0;
 #endif
         const std::int64_t begin = n * thread / threads, end = n * (thread + 1) / threads;
-        if (end > begin) body(begin, end);
+        if (end > begin) errors.run([&] { body(begin, end); });
     }
+    errors.rethrow();
 }
 
 // Zeroing the gradient slab is memory-bound: two threads halve it.
