@@ -515,3 +515,47 @@ BOOST_AUTO_TEST_CASE(privacy_eval_and_the_relearning_attack) {
                     scratch),
                 "ids.jsonl:1: missing key 'question'");
 }
+
+// Issue 16: finite weights whose outputs overflow (here logits of about 1e44)
+// wrote "logprob": null for every row and exited 0.
+BOOST_AUTO_TEST_CASE(non_finite_log_probabilities_are_an_error_naming_the_example) {
+    const TempDir scratch;
+    simnpo::model::Gpt<simnpo::cpu, float> model(simnpo::model::config_from_json(
+        {{"vocab_size", 16}, {"n_positions", 8}, {"n_embd", 8}, {"n_layer", 1}, {"n_head", 2}}, "test config"));
+    simnpo::model::init_gpt2(model, 1);
+    for (auto& w : model.param("wte.weight")) w *= 1e15f;
+    for (auto& w : model.param("ln_f.weight")) w = 1e30f;
+    simnpo::model::save(model, scratch.file("model"));
+    const auto data = scratch.write("data.jsonl", good_line + "\n");
+    const auto out = scratch.file("o.jsonl");
+    const auto result = run("logprobs --model " + scratch.file("model") + " --data " + data + " --out " + out, scratch);
+    check_error(result, data + ": example 1: the log-probability is ", out);
+}
+
+// Issue 16: 2^64 - 1 for an integer flag was reported as "expects an integer";
+// --threads took up to 1024 on any machine.
+BOOST_AUTO_TEST_CASE(integer_flags_out_of_range_and_too_many_threads) {
+    const TempDir scratch;
+    const std::string model = fixtures + "/gpt_hf";
+    const auto data = scratch.write("data.jsonl", good_line + "\n");
+    const auto out = scratch.file("o.jsonl");
+    const std::string logprobs = "logprobs --model " + model + " --data " + data + " --out " + out;
+    check_error(run(logprobs + " --batch-size 18446744073709551615", scratch),
+                "flag --batch-size must be in [1, 1048576], got 18446744073709551615", out);
+    const std::string limit = std::to_string(simnpo::max_threads());
+    check_error(run(logprobs + " --threads " + std::to_string(simnpo::max_threads() + 1), scratch),
+                "flag --threads must be in [1, " + limit + "]", out);
+    const auto result = run(logprobs + " --threads " + limit, scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_TEST(result.status == 0);
+    if (simnpo::max_threads() > simnpo::core_count())
+        BOOST_TEST(result.output.find("warning: --threads " + limit + " is more than the") != std::string::npos);
+}
+
+// Issue 16: --data /dev/zero grew to 2-4 GB before std::bad_alloc.
+BOOST_AUTO_TEST_CASE(data_without_newlines_is_refused_at_the_line_limit) {
+    const TempDir scratch;
+    const auto out = scratch.file("o.jsonl");
+    check_error(run("logprobs --model " + fixtures + "/gpt_hf --data /dev/zero --out " + out, scratch),
+                "/dev/zero:1: line longer than 16777216 bytes", out);
+}
