@@ -131,9 +131,10 @@ BOOST_AUTO_TEST_CASE(the_gradient_allocation_follows_each_losss_weights) {
         }
     }
     BOOST_TEST(checked >= 10);
-    // At the first step θ = θ_ref, so NPO weighs every row alike: exactly GA.
-    BOOST_TEST(forget2_per_forget1(a.at("NPO"), 0) == 4.0 / 19.0, tt::tolerance(1e-9));
-    BOOST_TEST(forget2_per_forget1(b.at("NPO"), 0) == 1.0, tt::tolerance(1e-9));
+    // At the first step θ = θ_ref, so NPO weighs every row alike: GA, to float rounding (the reference
+    // scores each row alone, the model in its batch, so their float log-likelihoods differ in the last bits).
+    BOOST_TEST(forget2_per_forget1(a.at("NPO"), 0) == 4.0 / 19.0, tt::tolerance(1e-6));
+    BOOST_TEST(forget2_per_forget1(b.at("NPO"), 0) == 1.0, tt::tolerance(1e-6));
     // SimNPO divides by |y| (rows count about alike in A) and weighs by the
     // current likelihood from the start (never-learned forget2 rows get less in B).
     BOOST_TEST(forget2_per_forget1(a.at("SimNPO"), 0) > 0.5);
