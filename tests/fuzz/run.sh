@@ -25,6 +25,28 @@ seed() {  # seed <target> <corpus dir>
         printf '%s\n' '[' '  {"prompt_ids": [1, 2], "answer_ids": [3]},' \
             '  {"prompt_ids": [4], "answer_ids": [5, 6]}' ']' >"$2/array.json"
         ;;
+    fuzz_config)
+        printf '%s' '{"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,' \
+            ' "layer_norm_epsilon": 1e-05, "model_type": "gpt2"}' >"$2/gpt2.json"
+        printf '%s' '{"vocab_size": 11, "n_positions": 8, "n_embd": 8, "n_layer": 2, "n_head": 2}' >"$2/small.json"
+        ;;
+    fuzz_tokenizer)
+        # vocab.json, a NUL, merges.txt: the 256 byte tokens, "Ġt" and "he", and their rules.
+        python3 - "$2" <<'PY'
+import json, sys
+printable = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
+spelled, extra = {}, 0
+for b in range(256):
+    spelled[b] = chr(b) if b in printable else chr(0x100 + extra)
+    extra += b not in printable
+vocab = {spelled[b]: b for b in range(256)}
+vocab.update({"\u0120t": 256, "he": 257, "<|endoftext|>": 258})
+with open(sys.argv[1] + "/small", "wb") as out:
+    out.write(json.dumps(vocab, ensure_ascii=False).encode() + b"\0" + "#version: 0.2\n\u0120 t\nh e\n".encode())
+with open(sys.argv[1] + "/text", "wb") as out:
+    out.write(b"the cat's 42 \xff\xfe  tea\n\xe2\x82\xac")
+PY
+        ;;
     fuzz_trainer_state)
         printf '%s\n' '{"step": 4, "optimizer_step": 4, "run": {"seed": 0, "batch_size": 8, "lr": 1e-05,' \
             '"optimizer": "adamw", "forget_data": "00aa11bb22cc33dd", "schedule": "cosine"}}' >"$2/state.json"
