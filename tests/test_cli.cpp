@@ -559,3 +559,13 @@ BOOST_AUTO_TEST_CASE(data_without_newlines_is_refused_at_the_line_limit) {
     check_error(run("logprobs --model " + fixtures + "/gpt_hf --data /dev/zero --out " + out, scratch),
                 "/dev/zero:1: line longer than 16777216 bytes", out);
 }
+
+// Issue 16: init allocated whatever config.json asked for (std::bad_alloc, or
+// the out-of-memory killer); a model larger than memory is refused first.
+BOOST_AUTO_TEST_CASE(init_refuses_a_model_larger_than_memory) {
+    const TempDir scratch;
+    const auto config = scratch.write("config.json",
+                                      R"({"vocab_size": 50, "n_positions": 16, "n_embd": 1048576, "n_layer": 1000, "n_head": 2})");
+    check_error(run("init --config " + config + " --out " + scratch.file("m"), scratch),
+                config + ": a model of 13194153236103168 parameters needs 211106451777650688 bytes", scratch.file("m"));
+}

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -63,7 +64,10 @@ int run_init(const std::vector<std::string>& words) {
     const auto seed = static_cast<std::uint64_t>(args.integer("--seed", 0, 0, std::numeric_limits<long long>::max()));
     simnpo::check_output_directory(out, "--out");
     const simnpo::OutputLock lock(out);
-    simnpo::model::Gpt<simnpo::cpu, float> model(simnpo::model::read_config(config_path));
+    auto config = simnpo::model::read_config(config_path);
+    // The parameters and gradients, then save's host copy and file bytes: 16 bytes a parameter.
+    simnpo::model::check_fits_in_memory(config, 16, config_path.string());
+    simnpo::model::Gpt<simnpo::cpu, float> model(std::move(config));
     simnpo::model::init_gpt2(model, seed);
     simnpo::model::save(model, out);
     std::cout << "wrote " << out.string() << " (" << model.layout().total() << " parameters, seed " << seed << ")\n";
@@ -99,6 +103,8 @@ int main(int argc, char** argv) {
         return interrupted.exit_status();
     } catch (const simnpo::Error& error) {
         std::cerr << "simnpo: " << error.what() << '\n';
+    } catch (const std::bad_alloc&) {
+        std::cerr << "simnpo: out of memory (an allocation failed: std::bad_alloc)\n";
     } catch (const std::exception& error) {
         std::cerr << "simnpo: " << error.what() << '\n';
     }
