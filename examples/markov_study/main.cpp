@@ -57,6 +57,8 @@ int run(const std::vector<std::string>& words) {
     if (args.has("--threads")) simnpo::set_threads(static_cast<int>(args.integer("--threads", 1, 1, 1024)));
     const std::filesystem::path out = args.text("--out", "markov-study");
     const std::filesystem::path cache = args.text("--cache", (out / "models").string());
+    simnpo::check_output_directory(out, "--out");
+    simnpo::check_output_directory(cache, "--cache");
     std::error_code ec;
     std::filesystem::create_directories(out, ec);
     if (ec) simnpo::fail("--out ", out.string(), ": cannot create the directory: ", ec.message());

@@ -105,6 +105,7 @@ int run(const std::vector<std::string>& words) {
     const fs::path out = args.text("--out", "tofu-study");
     const fs::path cache = args.text("--cache", (out / "models").string());
     for (const auto& [flag, dir] : {std::pair{"--out", out}, std::pair{"--cache", cache}}) {
+        simnpo::check_output_directory(dir, flag);
         std::error_code ec;
         fs::create_directories(dir, ec);
         if (ec) simnpo::fail(flag, " ", dir.string(), ": cannot create the directory: ", ec.message());

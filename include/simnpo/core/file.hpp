@@ -24,6 +24,7 @@
 
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/interrupt.hpp"
+#include "simnpo/core/json.hpp"
 
 // Files and directories: reading them whole, and writing them so that a crash,
 // a full disk, a signal or a concurrent writer never leaves a half-written one.
@@ -45,18 +46,6 @@ inline std::string read_file(const std::filesystem::path& path) {
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (in.bad()) fail(path.string(), ": read error");
     return bytes;
-}
-
-// A JSON document; Error "<where>: not valid JSON ..." when it is not one
-// (nlohmann reports a number out of range as out_of_range, not parse_error).
-inline nlohmann::json parse_json(std::string_view text, const std::string& where) {
-    try {
-        return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& error) {
-        fail(where, ": not valid JSON (at byte ", error.byte, ")");
-    } catch (const nlohmann::json::out_of_range&) {
-        fail(where, ": not valid JSON (a number is out of range)");
-    }
 }
 
 // A JSON document from a file; Error naming the file when it is not JSON.

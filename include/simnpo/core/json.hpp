@@ -41,7 +41,7 @@ inline nlohmann::json parse_json_rejecting_duplicates(std::string_view text, con
 // "<where>: not valid JSON (a number is out of range)" for a number that fits
 // no double (nlohmann reports it as out_of_range), and "<where>: duplicate key
 // "k" ..." for a key given twice in one object.
-inline nlohmann::json parse_json_strict(std::string_view text, const std::string& where) {
+inline nlohmann::json parse_json(std::string_view text, const std::string& where) {
     try {
         return detail::parse_json_rejecting_duplicates(text, where);
     } catch (const nlohmann::json::parse_error& error) {

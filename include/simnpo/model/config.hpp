@@ -99,7 +99,7 @@ inline Config config_from_json(const nlohmann::json& json, const std::string& wh
 
 // Reads a config.json file.
 inline Config read_config(const std::filesystem::path& path) {
-    return config_from_json(parse_json_strict(read_file(path), path.string()), path.string());
+    return config_from_json(parse_json(read_file(path), path.string()), path.string());
 }
 
 // The memory this process can have: the machine's physical memory, or less

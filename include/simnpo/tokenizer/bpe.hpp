@@ -208,7 +208,7 @@ public:
     // line, highest priority first).
     static Gpt2Tokenizer from_files(const std::filesystem::path& vocab_path, const std::filesystem::path& merges_path) {
         const std::string vocab_where = vocab_path.string();
-        const nlohmann::json vocab = parse_json_strict(read_file(vocab_path), vocab_where);
+        const nlohmann::json vocab = parse_json(read_file(vocab_path), vocab_where);
         if (!vocab.is_object()) fail(vocab_where, ": expected a JSON object of token -> id");
         // Checked first: a missing byte token leaves a gap in the ids, which would
         // otherwise be reported as another token's id (<|endoftext|>'s) out of range.
