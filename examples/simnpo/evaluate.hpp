@@ -216,7 +216,7 @@ inline int run_generate(const std::vector<std::string>& words) {
     if (args.has("--question")) {
         questions.push_back(args.required("--question"));
     } else {
-        const std::string input = read_file(args.required("--file"));
+        const std::string input = read_text_file(args.required("--file"));
         for (std::size_t begin = 0; begin < input.size();) {
             const std::size_t end = std::min(input.find('\n', begin), input.size());
             std::string line = input.substr(begin, end - begin);

@@ -37,7 +37,7 @@ inline int run_tokenize(const std::vector<std::string>& words) {
     const auto tokenizer = tokenizer::Gpt2Tokenizer::load(args.required("--tokenizer"));
     const std::string where = args.has("--file") ? args.required("--file") : std::string("<stdin>");
     const std::string input = args.has("--file")
-                                  ? read_file(args.required("--file"))
+                                  ? read_text_file(args.required("--file"))
                                   : std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     // Lines end at '\n'; a last line without one still counts. Nothing is printed
     // until every line has been read: an error leaves no partial output.
@@ -94,7 +94,7 @@ inline int run_train_tokenizer(const std::vector<std::string>& words) {
     const auto min_frequency = static_cast<std::size_t>(args.integer("--min-frequency", 2, 1, 1LL << 40));
     const std::filesystem::path out = args.required("--out");
     check_output_directory(out, "--out");
-    const std::string text = read_file(corpus_path);
+    const std::string text = read_text_file(corpus_path);
     std::vector<std::string> documents;
     if (corpus_path.extension() == ".jsonl") {
         data::detail::for_each_record(text, corpus_path.string(), [&](const nlohmann::json& value, const std::string& at) {

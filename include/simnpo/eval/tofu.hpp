@@ -102,7 +102,7 @@ inline std::string file_name(Set set, const std::string& split) {
 // Reads a *_perturbed.jsonl file; errors name the file and line.
 inline std::vector<Question> read_questions(const std::filesystem::path& path, Set set) {
     std::vector<Question> questions;
-    data::detail::for_each_record(read_file(path), path.string(), [&](const nlohmann::json& value, const std::string& at) {
+    data::detail::for_each_record(read_text_file(path), path.string(), [&](const nlohmann::json& value, const std::string& at) {
         if (!value.is_object()) fail(at, ": expected a JSON object, got ", data::detail::describe(value));
         Question q;
         q.question = data::detail::text_field(value, "question", at);
