@@ -212,3 +212,13 @@ BOOST_AUTO_TEST_CASE(outputs_that_cannot_be_written_are_refused_before_any_work)
     BOOST_TEST(!fs::exists(scratch.path / "new"));
     BOOST_TEST(temporaries(scratch.path).empty());
 }
+
+BOOST_AUTO_TEST_CASE(activations_that_overflow_are_an_error_not_a_uniform_answer) {
+    // Finite weights whose activations' squares overflow float: layer norm's rstd would be 0 and every
+    // row the bias alone, a uniform next-token distribution scored as if it meant something.
+    Model m = model(9);
+    for (float& w : m.param("wte.weight")) w *= 1e30f;
+    const std::vector<simnpo::data::Example> examples{{{1, 2}, {3, 4}}};
+    BOOST_CHECK_EXCEPTION(m.forward(simnpo::data::make_batch(examples)), simnpo::Error,
+                          [](const simnpo::Error& e) { return message_has(e, "overflows float"); });
+}

@@ -18,7 +18,7 @@ namespace simnpo {
 //   (the process ends as killed by it: exit status 130 or 143 in a shell);
 // - inside a StopSection (the training loop holds one) a signal asks the run to
 //   stop: the loop finishes its step and its checkpoint, then throws Interrupted;
-//   a second signal ends the process at once (saves still finish first);
+//   a second signal before that ends the process at once (saves still finish first);
 // - anywhere else a signal takes its default action at once.
 // Without the handlers installed, signals keep their default action everywhere.
 class Interrupted : public Error {
@@ -69,12 +69,14 @@ inline void on_interrupt(int signal) {
 }  // namespace detail
 
 inline void install_interrupt_handlers() {
+    detail::interrupt_state();  // constructed here, never first inside the handler
     std::signal(SIGINT, detail::on_interrupt);
     std::signal(SIGTERM, detail::on_interrupt);
 }
 
-// The signal that asked the run to stop (SIGINT or SIGTERM), 0 if none.
-inline int pending_interrupt() { return detail::interrupt_state().pending.load(); }
+// The signal that asked the run to stop (SIGINT or SIGTERM), 0 if none, taken:
+// the stop it asked for is being made (a later signal asks again).
+inline int take_interrupt() { return detail::interrupt_state().pending.exchange(0); }
 
 // Holds signals back while an output is being written (see above).
 class SaveSection {
@@ -91,17 +93,19 @@ public:
     SaveSection& operator=(const SaveSection&) = delete;
 };
 
-// Turns signals into a request to stop (see above), checked with throw_if_interrupted().
+// Turns signals into a request to stop (see above), which the holder takes
+// with take_interrupt(). A request still untaken when the section closes (a
+// signal after the run's last check) ends the process as the signal would.
 class StopSection {
 public:
     StopSection() { ++detail::interrupt_state().stop_depth; }
-    ~StopSection() { --detail::interrupt_state().stop_depth; }
+    ~StopSection() {
+        auto& state = detail::interrupt_state();
+        if (--state.stop_depth > 0 || state.save_depth.load() > 0) return;
+        if (const int signal = state.pending.load(); signal != 0) detail::die_by(signal);
+    }
     StopSection(const StopSection&) = delete;
     StopSection& operator=(const StopSection&) = delete;
-
-    static void throw_if_interrupted() {
-        if (const int signal = pending_interrupt(); signal != 0) throw Interrupted(signal);
-    }
 };
 
 }  // namespace simnpo

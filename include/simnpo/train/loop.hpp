@@ -305,7 +305,7 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         summary.steps = info.step;
         summary.last = info;
 
-        const int signal = pending_interrupt();
+        const int signal = take_interrupt();
         const auto checkpoint = options.checkpoint_dir / ("checkpoint-" + std::to_string(info.step));
         // An interrupted run saves where it stopped, so that nothing done is lost.
         if (options.save_every > 0 &&

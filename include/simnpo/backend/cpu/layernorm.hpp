@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "simnpo/backend/cpu/common.hpp"
+#include "simnpo/core/error.hpp"
 #include "simnpo/core/grad_store.hpp"
 
 namespace simnpo::backend::cpu {
@@ -14,16 +15,22 @@ namespace simnpo::backend::cpu {
 template <class S>
 void layernorm_forward(Tag, S* out, S* mean, S* rstd, const S* inp, const S* weight, const S* bias,
                        std::int64_t N, std::int64_t C, double eps) {
-#pragma omp parallel for schedule(static)
+    bool overflow = false;
+#pragma omp parallel for schedule(static) reduction(|| : overflow)
     for (std::int64_t n = 0; n < N; ++n) {
         const ConstArrayMap<S> x(inp + n * C, C);
         const S m = x.mean();
         const S variance = (x - m).square().mean();  // two passes: no cancellation when |mean| >> spread
+        // An infinite variance would give rstd 0 and rows of bias alone: finite outputs that mean nothing.
+        overflow = overflow || std::isinf(variance);
         const S s = S{1} / std::sqrt(variance + static_cast<S>(eps));
         ArrayMap<S>(out + n * C, C) = (x - m) * s * ConstArrayMap<S>(weight, C) + ConstArrayMap<S>(bias, C);
         mean[n] = m;
         rstd[n] = s;
     }
+    if (overflow)
+        fail("layer norm: the activations' variance overflows ", sizeof(S) == 4 ? "float" : "double",
+             " (weights far out of range?): the outputs would mean nothing");
 }
 
 // Accumulates dinp [N, C] from dout [N, C]; stores (per `store`) dweight [C] and dbias [C].
