@@ -12,11 +12,13 @@
 
 #include <simnpo.hpp>
 
+#include "support/same_bits.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace st = simnpo::train;
 using simnpo::testing::TempDir;
+using simnpo::testing::same_bits;
 using Model = simnpo::model::Gpt<simnpo::cpu, float>;
 
 namespace {
@@ -25,11 +27,6 @@ Model model(std::uint64_t seed) {
     Model m({.vocab_size = 20, .n_positions = 8, .n_embd = 16, .n_layer = 1, .n_head = 2});
     simnpo::model::init_gpt2(m, seed);
     return m;
-}
-
-bool same_bits(const Model& a, const Model& b) {
-    return a.params().size() == b.params().size() &&
-           std::memcmp(a.params().data(), b.params().data(), a.params().size() * sizeof(float)) == 0;
 }
 
 // Every entry under `dir` (recursively) whose name marks a temporary.

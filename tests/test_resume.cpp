@@ -13,12 +13,14 @@
 
 #include <simnpo.hpp>
 
+#include "support/same_bits.hpp"
 #include "support/temp_dir.hpp"
 
 namespace sl = simnpo::loss;
 namespace st = simnpo::train;
 using simnpo::data::Example;
 using simnpo::testing::TempDir;
+using simnpo::testing::same_bits;
 using Model = simnpo::model::Gpt<simnpo::cpu, float>;
 
 namespace {
@@ -45,11 +47,6 @@ Model original() {
     Model model({.vocab_size = 48, .n_positions = 16, .n_embd = 64, .n_layer = 2, .n_head = 4});
     simnpo::model::init_gpt2(model, 3);
     return model;
-}
-
-bool same_bits(const Model& a, const Model& b) {
-    return a.params().size() == b.params().size() &&
-           std::memcmp(a.params().data(), b.params().data(), a.params().size() * sizeof(float)) == 0;
 }
 
 struct StopAt {

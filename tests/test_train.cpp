@@ -13,6 +13,7 @@
 
 #include <simnpo.hpp>
 
+#include "support/same_bits.hpp"
 #include "support/temp_dir.hpp"
 
 namespace sl = simnpo::loss;
@@ -20,6 +21,7 @@ namespace st = simnpo::train;
 namespace fs = std::filesystem;
 using simnpo::data::Example;
 using simnpo::testing::TempDir;
+using simnpo::testing::same_bits;
 using Model = simnpo::model::Gpt<simnpo::cpu, float>;
 
 namespace {
@@ -67,11 +69,6 @@ const Model& trained() {
         return m;
     }();
     return model;
-}
-
-bool same_bits(const Model& a, const Model& b) {
-    return a.params().size() == b.params().size() &&
-           std::memcmp(a.params().data(), b.params().data(), a.params().size() * sizeof(float)) == 0;
 }
 
 }  // namespace
