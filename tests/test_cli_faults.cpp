@@ -168,13 +168,14 @@ BOOST_AUTO_TEST_CASE(sigint_stops_at_a_checkpoint_that_resumes_to_the_uninterrup
 BOOST_AUTO_TEST_CASE(sigkill_at_random_points_leaves_a_checkpoint_that_resumes_exactly) {
     const Setup s;
     const auto straight = s.scratch.path / "straight";
-    BOOST_REQUIRE(run(s.unlearn(straight.string(), 60), s.scratch).status == 0);
+    BOOST_REQUIRE(run(s.unlearn(straight.string(), 200), s.scratch).status == 0);
     const std::string expected = simnpo::read_file(straight / "model.safetensors");
     simnpo::Rng rng(11);
+    int killed_mid_run = 0;
     for (int trial = 0; trial < 4; ++trial) {
         BOOST_TEST_CONTEXT("trial " << trial) {
             const auto out = s.scratch.path / ("killed" + std::to_string(trial));
-            const pid_t pid = spawn(s.unlearn(out.string(), 60, "--save-every 1"), s.scratch.file("run.log"));
+            const pid_t pid = spawn(s.unlearn(out.string(), 200, "--save-every 1"), s.scratch.file("run.log"));
             BOOST_REQUIRE(wait_until_exists(out / "checkpoint-1"));
             std::this_thread::sleep_for(std::chrono::milliseconds(rng.below(400)));
             ::kill(pid, SIGKILL);
@@ -182,15 +183,17 @@ BOOST_AUTO_TEST_CASE(sigkill_at_random_points_leaves_a_checkpoint_that_resumes_e
             const int last = last_checkpoint(out);
             const auto checkpoint = out / ("checkpoint-" + std::to_string(last));
             simnpo::model::load<simnpo::cpu, float>(checkpoint);  // whole and loadable
-            if (last == 60) continue;  // the run finished before the kill
+            if (last == 200) continue;  // the run finished before the kill
+            ++killed_mid_run;
             // The next run on this output removes the killed one's temporaries.
-            const auto resumed = run(s.unlearn(out.string(), 60, "--save-every 1 --resume " + checkpoint.string()), s.scratch);
+            const auto resumed = run(s.unlearn(out.string(), 200, "--save-every 1 --resume " + checkpoint.string()), s.scratch);
             BOOST_TEST_INFO(resumed.output);
             BOOST_REQUIRE(resumed.status == 0);
             BOOST_TEST(temporaries(out).empty());
             BOOST_TEST(simnpo::read_file(out / "model.safetensors") == expected);
         }
     }
+    BOOST_TEST(killed_mid_run > 0);  // else the test checked no resume
 }
 
 BOOST_AUTO_TEST_CASE(a_resume_with_other_settings_is_refused_naming_the_key_unless_overridden) {

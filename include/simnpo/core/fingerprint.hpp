@@ -23,7 +23,7 @@ public:
             mix(word);
         }
         std::uint64_t tail = 0;
-        std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+        if (i < bytes.size()) std::memcpy(&tail, bytes.data() + i, bytes.size() - i);  // never from an empty span's null
         mix(tail ^ (static_cast<std::uint64_t>(bytes.size() - i) << 56));
         mix(bytes.size());  // a piece's length, so that where one ends and the next begins counts
     }

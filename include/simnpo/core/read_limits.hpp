@@ -2,6 +2,8 @@
 #include "simnpo/core/internal_check.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
@@ -36,7 +38,7 @@ inline std::string read_text_file(const std::filesystem::path& path) {
     if (std::filesystem::is_directory(path, ec)) fail(where, ": is a directory, not a file");
     const bool regular = std::filesystem::is_regular_file(path, ec);
     std::ifstream in(path, std::ios::binary);
-    if (!in) fail(where, ": cannot open for reading");
+    if (!in) fail(where, ": cannot open for reading: ", std::strerror(errno));
     std::string text;
     if (regular) text.reserve(static_cast<std::size_t>(std::filesystem::file_size(path, ec)));
     constexpr std::size_t chunk = std::size_t{1} << 20;

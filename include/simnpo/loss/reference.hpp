@@ -1,7 +1,6 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
-#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <unordered_map>

@@ -179,6 +179,43 @@ inline void check_same_run(const nlohmann::json& saved, const nlohmann::json& ru
     }
 }
 
+// What trainer_state.json records of a run (TrainerState::run): the loop's own keys and the caller's.
+template <class Model, class Optimizer>
+nlohmann::json run_configuration(const Model& model, const Optimizer& optimizer, std::span<const data::Example> forget,
+                                 std::span<const data::Example> retain, const Options& options,
+                                 std::int64_t total_steps) {
+    nlohmann::json run = {{"seed", options.seed},
+                          {"batch_size", options.batch_size},
+                          {"grad_accum", options.grad_accum},
+                          {"group_by_length", options.group_by_length},
+                          {"forget_examples", forget.size()},
+                          {"retain_examples", retain.size()},
+                          {"forget_data", data_fingerprint(forget)},
+                          {"retain_data", data_fingerprint(retain)},
+                          {"schedule", optim::schedule_name(options.schedule)},
+                          {"warmup_steps", options.warmup_steps},
+                          {"total_steps", total_steps},
+                          {"max_grad_norm", options.max_grad_norm},
+                          {"model", model_fingerprint(model)}};
+    add_optimizer_settings(run, optimizer);
+    if (!options.run_config.is_object()) fail("train::Options: run_config must be a JSON object");
+    for (const auto& [key, value] : options.run_config.items()) {
+        if (run.contains(key)) fail("train::Options: run_config key '", key, "' is one the loop records itself");
+        run[key] = value;
+    }
+    return run;
+}
+
+// An update can overflow with finite gradients (a huge rate): such a model must never be saved. Checked
+// before each save rather than each step: a step after one that overflowed fails its own gradient check.
+template <class Model>
+void check_parameters_finite(const Model& model, std::int64_t step) {
+    const auto& params = model.params();
+    if (!std::isfinite(sum_of_squares(model.backend(), params.data(), static_cast<std::int64_t>(params.size()))))
+        fail("step ", step, ": the update made the parameters non-finite (the learning rate is too high?); "
+             "nothing of this step was saved");
+}
+
 inline std::vector<data::Example> gather(std::span<const data::Example> set, const std::vector<std::size_t>& indices) {
     std::vector<data::Example> batch;
     batch.reserve(indices.size());
@@ -220,31 +257,15 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         fail("train::Options: warmup_steps must lie in [0, ", total_steps, "], got ", options.warmup_steps);
     const optim::Schedule schedule{options.schedule, options.warmup_steps, total_steps};
 
-    nlohmann::json run = {{"seed", options.seed},
-                          {"batch_size", options.batch_size},
-                          {"grad_accum", accum},
-                          {"group_by_length", options.group_by_length},
-                          {"forget_examples", forget.size()},
-                          {"retain_examples", retain.size()},
-                          {"forget_data", detail::data_fingerprint(forget)},
-                          {"retain_data", detail::data_fingerprint(retain)},
-                          {"schedule", optim::schedule_name(options.schedule)},
-                          {"warmup_steps", options.warmup_steps},
-                          {"total_steps", total_steps},
-                          {"max_grad_norm", options.max_grad_norm},
-                          {"model", detail::model_fingerprint(model)}};
-    detail::add_optimizer_settings(run, optimizer);
-    if (!options.run_config.is_object()) fail("train::Options: run_config must be a JSON object");
-    for (const auto& [key, value] : options.run_config.items()) {
-        if (run.contains(key)) fail("train::Options: run_config key '", key, "' is one the loop records itself");
-        run[key] = value;
-    }
-
     auto state = optimizer.state(model);
-    TrainerState trainer{0, 0, run};
+    // The run's configuration is recorded in checkpoints and compared on resume; a run with neither skips
+    // fingerprinting the model and the data.
+    TrainerState trainer{0, 0, {}};
+    if (options.save_every > 0 || !options.resume.empty())
+        trainer.run = detail::run_configuration(model, optimizer, forget, retain, options, total_steps);
     if (!options.resume.empty()) {
         const TrainerState saved = load_checkpoint(options.resume, model, state);
-        detail::check_same_run(saved.run, run, options);
+        detail::check_same_run(saved.run, trainer.run, options);
         if (saved.step > total_steps)
             fail(options.resume.string(), ": the checkpoint is at step ", saved.step, ", past this run's ", total_steps);
         trainer.step = saved.step;
@@ -284,11 +305,6 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         // Clipping is applied by the optimizer as it reads the gradients.
         optimizer.step(model, state, info.lr,
                        optim::clip_coefficient<typename Model::scalar_type>(info.grad_norm, options.max_grad_norm));
-        // An update can overflow with finite gradients (a huge rate): such a model must never be saved.
-        const auto& params = model.params();
-        if (!std::isfinite(sum_of_squares(model.backend(), params.data(), static_cast<std::int64_t>(params.size()))))
-            fail("step ", step + 1, ": the update made the parameters non-finite (the learning rate is too high?); "
-                 "nothing of this step was saved");
 
         const auto now = clock::now();
         info.step = step + 1;
@@ -309,8 +325,10 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
         const auto checkpoint = options.checkpoint_dir / ("checkpoint-" + std::to_string(info.step));
         // An interrupted run saves where it stopped, so that nothing done is lost.
         if (options.save_every > 0 &&
-            (info.step % options.save_every == 0 || info.step == total_steps || signal != 0))
+            (info.step % options.save_every == 0 || info.step == total_steps || signal != 0)) {
+            detail::check_parameters_finite(model, info.step);
             save_checkpoint(checkpoint, model, state, trainer);
+        }
         if (signal != 0)
             throw Interrupted(signal, "after step " + std::to_string(info.step) +
                                           (options.save_every > 0 ? ", saved as " + checkpoint.string() : ""));
@@ -321,6 +339,7 @@ Summary unlearn(Model& model, Reference& reference, const Objective& objective, 
             break;
         }
     }
+    if (summary.steps > begun.first_step) detail::check_parameters_finite(model, summary.steps);  // before the caller saves
     summary.last.report = nullptr;  // the report does not outlive the run
     (detail::call_on_end(callbacks, summary), ...);
     return summary;
