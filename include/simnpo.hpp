@@ -17,6 +17,8 @@
 #include "simnpo/backend/cpu/common.hpp"
 #include "simnpo/backend/cpu/matmul.hpp"
 #include "simnpo/backend/cpu/layernorm.hpp"
+#include "simnpo/backend/cpu/rmsnorm.hpp"
+#include "simnpo/backend/cpu/rope.hpp"
 #include "simnpo/backend/cpu/elementwise.hpp"
 #include "simnpo/backend/cpu/attention.hpp"
 #include "simnpo/backend/cpu/softmax.hpp"

@@ -77,6 +77,59 @@ void encoder_backward(Tag, S* dwte, S* dwpe, const S* dout, const std::int32_t* 
     }
 }
 
+// SwiGLU: out [N, I] = silu(gate) · up, gate_up [N, 2I] holding gate = gate_up[n, 0..I)
+// then up = gate_up[n, I..2I) (Phi-3's fused gate_up_proj; Llama's gate_proj and
+// up_proj stacked). silu(g) = g / (1 + e^−g), PyTorch's form: e^−g overflows to
+// infinity for very negative g, and the quotient is 0, as it should be.
+template <class S>
+void swiglu_forward(Tag, S* out, const S* gate_up, std::int64_t N, std::int64_t I) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t n = 0; n < N; ++n) {
+        const ConstArrayMap<S> gate(gate_up + n * 2 * I, I), up(gate_up + n * 2 * I + I, I);
+        ArrayMap<S>(out + n * I, I) = gate / (S{1} + (-gate).exp()) * up;
+    }
+}
+
+// Writes dgate_up [N, 2I] from dout [N, I]:
+//   dgate = dout · up · σ(g) · (1 + g · (1 − σ(g))),  dup = dout · silu(g).
+template <class S>
+void swiglu_backward(Tag, S* dgate_up, const S* dout, const S* gate_up, std::int64_t N, std::int64_t I) {
+    parallel_chunks(N, [&](std::int64_t first, std::int64_t last) {
+        Eigen::Array<S, Eigen::Dynamic, 1> sigmoid(I);
+        for (std::int64_t n = first; n < last; ++n) {
+            const ConstArrayMap<S> gate(gate_up + n * 2 * I, I), up(gate_up + n * 2 * I + I, I), dy(dout + n * I, I);
+            sigmoid = S{1} / (S{1} + (-gate).exp());
+            ArrayMap<S>(dgate_up + n * 2 * I, I) = dy * up * sigmoid * (S{1} + gate * (S{1} - sigmoid));
+            ArrayMap<S>(dgate_up + n * 2 * I + I, I) = dy * gate * sigmoid;
+        }
+    });
+}
+
+// out [N, C] = weight[tokens[n]]: the token embedding, no positions (the Llama family's are rotary).
+template <class S>
+void embedding_forward(Tag, S* out, const std::int32_t* tokens, const S* weight, std::int64_t N, std::int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t n = 0; n < N; ++n) std::copy_n(weight + static_cast<std::int64_t>(tokens[n]) * C, C, out + n * C);
+}
+
+// Adds each row of dout [N, C] into dweight [V, C] at its token's row; with
+// GradStore::overwrite dweight is zeroed first. A token may repeat, so threads
+// split the columns, not the rows: each element sums its rows in row order,
+// the same bits for any thread count.
+template <class S>
+void embedding_backward(Tag tag, S* dweight, const S* dout, const std::int32_t* tokens, std::int64_t N, std::int64_t C,
+                        std::int64_t V, GradStore store) {
+    if (store == GradStore::overwrite) fill_zero(tag, dweight, static_cast<std::size_t>(V * C));
+    parallel_chunks(C, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t n = 0; n < N; ++n) {
+            S* row = dweight + static_cast<std::int64_t>(tokens[n]) * C;
+            const S* dy = dout + n * C;
+#pragma omp simd
+            for (std::int64_t c = begin; c < end; ++c) row[c] += dy[c];
+        }
+    });
+}
+
 // out [N, C] = inp[rows[n]]: picks the scored positions out of [B·T, C].
 template <class S>
 void gather_rows(Tag, S* out, const S* inp, const std::int64_t* rows, std::int64_t N, std::int64_t C) {

@@ -1,6 +1,8 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
 #include "simnpo/backend/cpu/common.hpp"
@@ -93,6 +95,52 @@ void matmul_backward(Tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, c
             else
                 db = sums;
         });
+}
+
+// Runs body(begin, end) over [0, n) in fixed blocks of linear_block columns,
+// shared out among the threads. A GEMM's rounding may depend on its shape:
+// with blocks that do not depend on the thread count, neither do the bits.
+inline constexpr std::int64_t linear_block = 64;
+
+template <class Body>
+void parallel_column_blocks(std::int64_t n, Body&& body) {
+    parallel_chunks((n + linear_block - 1) / linear_block, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t b = first; b < last; ++b) body(b * linear_block, std::min(n, (b + 1) * linear_block));
+    });
+}
+
+// out [N, OC] = inp [N, IC] · weightᵀ + bias [OC] (bias may be null): nn.Linear's
+// layout, weight [OC, IC], as the Llama family stores it.
+template <class S>
+void linear_forward(Tag, S* out, const S* inp, const S* weight, const std::type_identity_t<S>* bias, std::int64_t N,
+                    std::int64_t IC, std::int64_t OC) {
+    single_threaded_blas();
+    parallel_column_blocks(OC, [&](std::int64_t begin, std::int64_t end) {
+        gemm(false, false, true, N, end - begin, IC, inp, IC, weight + begin * IC, IC, out + begin, OC);
+        if (bias != nullptr) matrix(out + begin, N, end - begin, OC).rowwise() += ConstVectorMap<S>(bias + begin, end - begin);
+    });
+}
+
+// Writes dinp [N, IC] = dout · weight; stores (adds or overwrites, per `store`)
+// dweight [OC, IC] = doutᵀ · inp and dbias [OC] = column sums of dout (dbias may be null).
+template <class S>
+void linear_backward(Tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, const S* dout, const S* inp,
+                     const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC, GradStore store) {
+    single_threaded_blas();
+    const bool accumulate = store == GradStore::accumulate;
+    parallel_column_blocks(IC, [&](std::int64_t begin, std::int64_t end) {
+        gemm(false, false, false, N, end - begin, OC, dout, OC, weight + begin, IC, dinp + begin, IC);
+    });
+    parallel_column_blocks(OC, [&](std::int64_t begin, std::int64_t end) {
+        gemm(accumulate, true, false, end - begin, IC, N, dout + begin, OC, inp, IC, dweight + begin * IC, IC);
+        if (dbias == nullptr) return;
+        VectorMap<S> db(dbias + begin, end - begin);
+        const auto sums = matrix(dout + begin, N, end - begin, OC).colwise().sum();
+        if (accumulate)
+            db += sums;
+        else
+            db = sums;
+    });
 }
 
 // The tied LM head: logits [N, V] = inp [N, C] · wteᵀ, wte [V, C].
