@@ -30,6 +30,7 @@
 #include "simnpo/model/gpt.hpp"
 #include "simnpo/model/init.hpp"
 #include "simnpo/model/safetensors.hpp"
+#include "simnpo/model/weights.hpp"
 #include "simnpo/model/io.hpp"
 #include "simnpo/model/generate.hpp"
 #include "simnpo/tokenizer/unicode.hpp"

@@ -205,8 +205,8 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
 
 // Writes a directory whole: files go into a temporary sibling, and commit()
 // puts it in place of the old directory in one rename (an exchange when one
-// exists). Whatever the old directory held that this save does not write
-// (checkpoints, logs, a lock) is carried into the new one by hard links.
+// exists). Whatever the old directory held that this save neither writes nor
+// remove()s (checkpoints, logs, a lock) is carried into the new one by hard links.
 // Destroyed without commit(), it removes the temporary and the old directory
 // stays as it was. Signals are held back while it lives (SaveSection).
 class DirectoryWriter {
@@ -239,6 +239,11 @@ public:
         detail::write_new_file(stage_ / name, content);
     }
 
+    // Leaves the old directory's entry `name` out of the new one unless this
+    // save writes it: for files the save makes obsolete (a model's shards
+    // from a save with more of them).
+    void remove(const std::string& name) { removed_.insert(name); }
+
     void commit() {
         namespace fs = std::filesystem;
         std::error_code ec;
@@ -246,7 +251,8 @@ public:
         if (replacing)
             for (const auto& entry : fs::directory_iterator(dir_)) {
                 const auto name = entry.path().filename();
-                if (!written_.contains(name.string())) detail::link_tree(entry.path(), stage_ / name);
+                if (!written_.contains(name.string()) && !removed_.contains(name.string()))
+                    detail::link_tree(entry.path(), stage_ / name);
             }
         detail::sync_directory(stage_);
         if (!replacing) {
@@ -262,7 +268,7 @@ public:
 
 private:
     std::filesystem::path dir_, stage_;
-    std::set<std::string> written_;
+    std::set<std::string> written_, removed_;
     bool committed_ = false;
     SaveSection save_;
 };

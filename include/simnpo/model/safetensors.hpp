@@ -3,11 +3,14 @@
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -16,6 +19,11 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -78,12 +86,29 @@ inline float bfloat16_to_float(std::uint16_t bits) {
     return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
 }
 
+// A binary32 rounded to the nearest bfloat16, ties to even, as PyTorch's
+// c10::BFloat16 does: overflow rounds to infinity, and every NaN becomes the
+// quiet NaN 0x7FC0. (Tensor.to(torch.bfloat16) on a contiguous CPU tensor
+// writes 0xFFFF for NaN instead; every other value is the same bit for bit.)
+inline std::uint16_t float_to_bfloat16(float value) {
+    if (std::isnan(value)) return 0x7fc0;
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
+    const std::uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
+    return static_cast<std::uint16_t>((bits + rounding_bias) >> 16);
+}
+
 template <class T>
 T load_little_endian(const char* bytes) {
     T value;
     std::memcpy(&value, bytes, sizeof(T));
     return value;
 }
+
+// Unmaps a file's mapping of `size` bytes.
+struct Unmap {
+    std::size_t size = 0;
+    void operator()(const char* data) const { ::munmap(const_cast<char*>(data), size); }
+};
 
 inline std::string shape_string(const std::vector<std::int64_t>& shape) {
     std::string text = "[";
@@ -96,8 +121,9 @@ inline std::string shape_string(const std::vector<std::int64_t>& shape) {
 
 }  // namespace detail
 
-// A parsed safetensors file (header validated, data kept as bytes). Tensors
-// are read, with conversion, on demand.
+// A safetensors file with its header validated: the bytes are either mapped
+// from the file (open) or held in memory (parse), and tensors are read, with
+// conversion, from them on demand. Move-only; a mapping is unmapped with it.
 class SafetensorsFile {
 public:
     // Headers beyond this are refused rather than parsed: real ones are kilobytes.
@@ -108,48 +134,49 @@ public:
     static SafetensorsFile parse(std::string bytes, const std::string& where) {
         SafetensorsFile file;
         file.where_ = where;
-        if (bytes.size() < 8)
-            fail(where, ": file of ", bytes.size(), " bytes is too short for a safetensors header");
-        const auto header_size = detail::load_little_endian<std::uint64_t>(bytes.data());
-        if (header_size > max_header_bytes)
-            fail(where, ": header length ", header_size, " exceeds the limit of ", max_header_bytes, " bytes");
-        if (header_size > bytes.size() - 8)
-            fail(where, ": header length ", header_size, " runs past the end of the file (", bytes.size(),
-                 " bytes)");
-        nlohmann::json header =
-            parse_json(std::string_view(bytes).substr(8, static_cast<std::size_t>(header_size)), where + ": header");
-        if (!header.is_object()) fail(where, ": header is not a JSON object");
-
-        file.data_begin_ = 8 + static_cast<std::size_t>(header_size);
-        const std::size_t data_size = bytes.size() - file.data_begin_;
-        for (auto& [name, entry] : header.items()) {
-            if (name == "__metadata__") {
-                if (!entry.is_object()) fail(where, ": '__metadata__' is not an object");
-                file.metadata_ = std::move(entry);
-                continue;
-            }
-            file.tensors_.push_back(parse_entry(name, entry, data_size, where));
-        }
-
-        // In data order, any overlap shows up between neighbours (the first
-        // overlap found is between a tensor and the one just before it).
-        std::sort(file.tensors_.begin(), file.tensors_.end(), [](const auto& a, const auto& b) {
-            return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
-        });
-        const SafetensorsTensor* previous = nullptr;
-        for (const auto& tensor : file.tensors_) {
-            if (tensor.begin == tensor.end) continue;  // empty tensors occupy no bytes
-            if (previous != nullptr && tensor.begin < previous->end)
-                fail(where, ": tensors '", previous->name, "' and '", tensor.name, "' overlap in the data section");
-            previous = &tensor;
-        }
-        file.by_name_.resize(file.tensors_.size());
-        for (std::size_t i = 0; i < file.by_name_.size(); ++i) file.by_name_[i] = i;
-        std::sort(file.by_name_.begin(), file.by_name_.end(),
-                  [&](std::size_t a, std::size_t b) { return file.tensors_[a].name < file.tensors_[b].name; });
-        file.bytes_ = std::move(bytes);
+        file.owned_ = std::move(bytes);
+        file.validate();
         return file;
     }
+
+    // Maps the file at `path` read-only and validates it: a model's weights are
+    // never copied whole into memory. The file must not be truncated while the
+    // object lives (reading a page gone from the file raises SIGBUS, as with any
+    // mapping); files are replaced by rename, which leaves a mapped one whole.
+    static SafetensorsFile open(const std::filesystem::path& path) {
+        SafetensorsFile file;
+        file.where_ = path.string();
+        // O_NONBLOCK: a named pipe in a weight file's place is refused below, not waited on.
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) fail(file.where_, ": cannot open for reading: ", std::strerror(errno));
+        struct stat status {};
+        if (::fstat(fd, &status) != 0) {
+            const int error = errno;
+            ::close(fd);
+            fail(file.where_, ": cannot read its size: ", std::strerror(error));
+        }
+        if (!S_ISREG(status.st_mode)) {
+            ::close(fd);
+            fail(file.where_, S_ISDIR(status.st_mode) ? ": is a directory, not a file"
+                                                      : ": is not a regular file (weights are mapped into memory)");
+        }
+        const auto size = static_cast<std::size_t>(status.st_size);
+        if (size != 0) {  // mmap refuses a length of 0; validate() reports the empty file
+            void* mapped = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+            const int error = errno;
+            if (mapped == MAP_FAILED) {
+                ::close(fd);
+                fail(file.where_, ": cannot map into memory: ", std::strerror(error));
+            }
+            file.mapping_ = Mapping(static_cast<const char*>(mapped), detail::Unmap{size});
+        }
+        ::close(fd);  // the mapping keeps the file's pages
+        file.validate();
+        return file;
+    }
+
+    // The path given to open() or parse(), which starts this file's errors.
+    const std::string& where() const { return where_; }
 
     // Every tensor, in the order of its data in the file.
     const std::vector<SafetensorsTensor>& tensors() const { return tensors_; }
@@ -169,13 +196,14 @@ public:
         static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
                       "SafetensorsFile::read converts to float or double");
         const auto element_size = detail::safetensors_dtype_size(tensor.dtype);
-        const std::size_t data_size = bytes_.size() - data_begin_;
+        const std::string_view bytes = this->bytes();
+        const std::size_t data_size = bytes.size() - data_begin_;
         // The tensor comes from the caller: make sure it describes bytes of this file.
         if (!element_size || tensor.begin > tensor.end || tensor.end > data_size ||
             (tensor.end - tensor.begin) / *element_size != out.size() ||
             (tensor.end - tensor.begin) % *element_size != 0)
             fail(where_, ": tensor '", tensor.name, "' does not fit an output of ", out.size(), " elements");
-        const char* data = bytes_.data() + data_begin_ + tensor.begin;
+        const char* data = bytes.data() + data_begin_ + tensor.begin;
         const auto convert = [&](auto decode, std::size_t stride) {
             for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<Scalar>(decode(data + i * stride));
         };
@@ -200,7 +228,57 @@ public:
     }
 
 private:
+    using Mapping = std::unique_ptr<const char, detail::Unmap>;
+
     SafetensorsFile() = default;
+
+    std::string_view bytes() const {
+        return mapping_ ? std::string_view(mapping_.get(), mapping_.get_deleter().size) : std::string_view(owned_);
+    }
+
+    // Checks the header against the bytes and indexes its tensors.
+    void validate() {
+        const std::string_view bytes = this->bytes();
+        const std::string& where = where_;
+        if (bytes.size() < 8)
+            fail(where, ": file of ", bytes.size(), " bytes is too short for a safetensors header");
+        const auto header_size = detail::load_little_endian<std::uint64_t>(bytes.data());
+        if (header_size > max_header_bytes)
+            fail(where, ": header length ", header_size, " exceeds the limit of ", max_header_bytes, " bytes");
+        if (header_size > bytes.size() - 8)
+            fail(where, ": header length ", header_size, " runs past the end of the file (", bytes.size(),
+                 " bytes)");
+        nlohmann::json header = parse_json(bytes.substr(8, static_cast<std::size_t>(header_size)), where + ": header");
+        if (!header.is_object()) fail(where, ": header is not a JSON object");
+
+        data_begin_ = 8 + static_cast<std::size_t>(header_size);
+        const std::size_t data_size = bytes.size() - data_begin_;
+        for (auto& [name, entry] : header.items()) {
+            if (name == "__metadata__") {
+                if (!entry.is_object()) fail(where, ": '__metadata__' is not an object");
+                metadata_ = std::move(entry);
+                continue;
+            }
+            tensors_.push_back(parse_entry(name, entry, data_size, where));
+        }
+
+        // In data order, any overlap shows up between neighbours (the first
+        // overlap found is between a tensor and the one just before it).
+        std::sort(tensors_.begin(), tensors_.end(), [](const auto& a, const auto& b) {
+            return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+        });
+        const SafetensorsTensor* previous = nullptr;
+        for (const auto& tensor : tensors_) {
+            if (tensor.begin == tensor.end) continue;  // empty tensors occupy no bytes
+            if (previous != nullptr && tensor.begin < previous->end)
+                fail(where, ": tensors '", previous->name, "' and '", tensor.name, "' overlap in the data section");
+            previous = &tensor;
+        }
+        by_name_.resize(tensors_.size());
+        for (std::size_t i = 0; i < by_name_.size(); ++i) by_name_[i] = i;
+        std::sort(by_name_.begin(), by_name_.end(),
+                  [&](std::size_t a, std::size_t b) { return tensors_[a].name < tensors_[b].name; });
+    }
 
     static SafetensorsTensor parse_entry(const std::string& name, const nlohmann::json& entry,
                                          std::size_t data_size, const std::string& where) {
@@ -249,43 +327,60 @@ private:
     }
 
     std::string where_;
-    std::string bytes_;
+    std::string owned_;  // parse()'s bytes
+    Mapping mapping_;    // or open()'s
     std::size_t data_begin_ = 0;
     std::vector<SafetensorsTensor> tensors_;
     std::vector<std::size_t> by_name_;  // indices into tensors_, sorted by name
     nlohmann::json metadata_ = nlohmann::json::object();
 };
 
-// One tensor to write: `data` holds product(shape) values in row-major order.
+// One tensor to write: `data` holds product(shape) values in row-major order,
+// stored as `dtype`: "F32", or "BF16" (rounded to nearest even).
 struct WriteTensor {
     std::string name;
     std::vector<std::int64_t> shape;
     std::span<const float> data;
+    std::string dtype = "F32";
 };
 
-// The bytes of a safetensors file holding `tensors` as F32 in the given order,
-// data contiguous, header padded with spaces so that the data starts 8-byte
-// aligned; `path` names the file in errors.
+namespace detail {
+
+// The bytes `tensor`'s data takes in its dtype, after checking its name, shape
+// and values; errors name `path`, the file it is written to.
+inline std::size_t write_size(const std::filesystem::path& path, const WriteTensor& tensor) {
+    if (tensor.dtype != "F32" && tensor.dtype != "BF16")
+        fail(path.string(), ": tensor '", tensor.name, "': cannot write dtype '", tensor.dtype,
+             "' (F32 and BF16 can be written)");
+    if (tensor.name == "__metadata__") fail(path.string(), ": tensor name '__metadata__' is reserved");
+    const std::size_t element_size = tensor.dtype == "F32" ? 4 : 2;
+    std::size_t count = 1;
+    for (const auto extent : tensor.shape) {
+        if (extent < 0) fail(path.string(), ": tensor '", tensor.name, "' has a negative extent");
+        if (extent != 0 &&
+            count > std::numeric_limits<std::size_t>::max() / element_size / static_cast<std::size_t>(extent))
+            fail(path.string(), ": tensor '", tensor.name, "' has too many elements");
+        count *= static_cast<std::size_t>(extent);
+    }
+    if (count != tensor.data.size())
+        fail(path.string(), ": tensor '", tensor.name, "' has shape ", detail::shape_string(tensor.shape), " but ",
+             tensor.data.size(), " values");
+    return count * element_size;
+}
+
+}  // namespace detail
+
+// The bytes of a safetensors file holding `tensors`, each in its dtype, in the
+// given order, data contiguous, header padded with spaces so that the data
+// starts 8-byte aligned; `path` names the file in errors.
 inline std::string safetensors_bytes(const std::filesystem::path& path, const std::vector<WriteTensor>& tensors) {
     nlohmann::json header = nlohmann::json::object();
     std::size_t offset = 0;
     for (const auto& tensor : tensors) {
-        std::size_t count = 1;
-        for (const auto extent : tensor.shape) {
-            if (extent < 0) fail(path.string(), ": tensor '", tensor.name, "' has a negative extent");
-            if (extent != 0 && count > std::numeric_limits<std::size_t>::max() / sizeof(float) /
-                                           static_cast<std::size_t>(extent))
-                fail(path.string(), ": tensor '", tensor.name, "' has too many elements");
-            count *= static_cast<std::size_t>(extent);
-        }
-        if (count != tensor.data.size())
-            fail(path.string(), ": tensor '", tensor.name, "' has shape ", detail::shape_string(tensor.shape),
-                 " but ", tensor.data.size(), " values");
-        if (tensor.name == "__metadata__" || header.contains(tensor.name))
-            fail(path.string(), ": tensor name '", tensor.name, "' is reserved or used twice");
-        const std::size_t end = offset + count * sizeof(float);
-        header[tensor.name] = {{"dtype", "F32"}, {"shape", tensor.shape}, {"data_offsets", {offset, end}}};
-        offset = end;
+        const std::size_t size = detail::write_size(path, tensor);
+        if (header.contains(tensor.name)) fail(path.string(), ": tensor name '", tensor.name, "' is used twice");
+        header[tensor.name] = {{"dtype", tensor.dtype}, {"shape", tensor.shape}, {"data_offsets", {offset, offset + size}}};
+        offset += size;
     }
     std::string text;
     try {
@@ -301,8 +396,16 @@ inline std::string safetensors_bytes(const std::filesystem::path& path, const st
     std::memcpy(bytes.data() + 8, text.data(), text.size());
     char* data = bytes.data() + 8 + text.size();
     for (const auto& tensor : tensors) {
-        std::copy_n(reinterpret_cast<const char*>(tensor.data.data()), tensor.data.size_bytes(), data);
-        data += tensor.data.size_bytes();
+        if (tensor.dtype == "F32") {
+            std::copy_n(reinterpret_cast<const char*>(tensor.data.data()), tensor.data.size_bytes(), data);
+            data += tensor.data.size_bytes();
+        } else {
+            for (const float value : tensor.data) {
+                const std::uint16_t bits = detail::float_to_bfloat16(value);
+                std::memcpy(data, &bits, 2);
+                data += 2;
+            }
+        }
     }
     return bytes;
 }
