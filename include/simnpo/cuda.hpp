@@ -16,6 +16,8 @@
 #include "simnpo/backend/cuda/common.cuh"
 #include "simnpo/backend/cuda/matmul.cuh"
 #include "simnpo/backend/cuda/layernorm.cuh"
+#include "simnpo/backend/cuda/rmsnorm.cuh"
+#include "simnpo/backend/cuda/rope.cuh"
 #include "simnpo/backend/cuda/elementwise.cuh"
 #include "simnpo/backend/cuda/attention.cuh"
 #include "simnpo/backend/cuda/softmax.cuh"

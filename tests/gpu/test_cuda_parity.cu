@@ -2,8 +2,9 @@
 // parameters and batches through Gpt<simnpo::cpu, float> and
 // Gpt<simnpo::cuda, float> must give the same per-token log-probabilities,
 // parameter gradients, membership-inference statistics, optimizer steps and a
-// 20-step unlearning trajectory, within float tolerance. Without a GPU the
-// program says so and exits 77, which ctest reports as skipped.
+// 20-step unlearning trajectory, within float tolerance; and the Llama family's
+// kernels one by one on the same inputs. Without a GPU the program says so and
+// exits 77, which ctest reports as skipped.
 #define BOOST_TEST_MODULE cuda_parity
 #define BOOST_TEST_NO_MAIN
 #include <boost/test/unit_test.hpp>
@@ -287,6 +288,233 @@ BOOST_AUTO_TEST_CASE(save_and_load_round_trip_through_the_gpu) {
     simnpo::model::save(gpu, dir.path);
     const auto loaded = simnpo::model::load<simnpo::cuda, float>(dir.path);
     BOOST_TEST(host(loaded, loaded.params()) == std::vector<float>(cpu.params().begin(), cpu.params().end()));
+}
+
+// ---- The Llama family's kernels, each against its CPU twin (the oracle), in float.
+
+namespace {
+
+namespace cpu = simnpo::backend::cpu;
+namespace gpu = simnpo::backend::cuda;
+const simnpo::cpu on_cpu;
+const simnpo::cuda on_gpu;
+
+template <class T>
+gpu::DeviceBuffer<T> to_device(const std::vector<T>& values) {
+    gpu::DeviceBuffer<T> buffer(values.size());
+    copy_to_device(on_gpu, buffer.data(), std::span<const T>(values));
+    return buffer;
+}
+
+template <class T>
+std::vector<T> to_host(const gpu::DeviceBuffer<T>& buffer) {
+    std::vector<T> values(buffer.size());
+    copy_to_host(on_gpu, std::span<T>(values), buffer.data());
+    return values;
+}
+
+void check_near(const std::vector<float>& expected, const gpu::DeviceBuffer<float>& actual, double tolerance,
+                const std::string& what) {
+    const double error = relative_error(expected, to_host(actual));
+    BOOST_TEST(error < tolerance, what << ": relative error " << error);
+}
+
+struct AttentionCase {
+    std::int64_t B, T, H, KV, D, window;
+    std::vector<std::int64_t> lengths;
+    std::size_t qkv_size() const { return static_cast<std::size_t>(B * T * (H + 2 * KV) * D); }
+    std::size_t out_size() const { return static_cast<std::size_t>(B * T * H * D); }
+    std::size_t att_size() const { return static_cast<std::size_t>(B * H * T * T); }
+};
+
+std::string describe(const AttentionCase& c) {
+    return "attention B " + std::to_string(c.B) + " T " + std::to_string(c.T) + " H " + std::to_string(c.H) + " KV " +
+           std::to_string(c.KV) + " D " + std::to_string(c.D) + " window " + std::to_string(c.window);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(linear_kernels_match) {
+    const std::int64_t N = 37, IC = 80, OC = 301;
+    const auto inp = random_weights(static_cast<std::size_t>(N * IC), 101);
+    const auto weight = random_weights(static_cast<std::size_t>(OC * IC), 102);
+    const auto bias = random_weights(static_cast<std::size_t>(OC), 103);
+    const auto dout = random_weights(static_cast<std::size_t>(N * OC), 104);
+    const auto inp_d = to_device(inp), weight_d = to_device(weight), bias_d = to_device(bias), dout_d = to_device(dout);
+    for (const bool with_bias : {true, false}) {
+        std::vector<float> out(static_cast<std::size_t>(N * OC));
+        gpu::DeviceBuffer<float> out_d(out.size());
+        linear_forward(on_cpu, out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N, IC, OC);
+        linear_forward(on_gpu, out_d.data(), inp_d.data(), weight_d.data(), with_bias ? bias_d.data() : nullptr, N, IC,
+                       OC);
+        check_near(out, out_d, 2e-5, with_bias ? "linear_forward" : "linear_forward without bias");
+    }
+    // Overwrite, then accumulate: the second pass doubles the parameter gradients.
+    std::vector<float> dinp(static_cast<std::size_t>(N * IC)), dweight(static_cast<std::size_t>(OC * IC)),
+        dbias(static_cast<std::size_t>(OC));
+    gpu::DeviceBuffer<float> dinp_d(dinp.size(), 5.0f), dweight_d(dweight.size(), 5.0f), dbias_d(dbias.size(), 5.0f);
+    for (const auto store : {simnpo::GradStore::overwrite, simnpo::GradStore::accumulate}) {
+        linear_backward(on_cpu, dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(), weight.data(), N, IC,
+                        OC, store);
+        linear_backward(on_gpu, dinp_d.data(), dweight_d.data(), dbias_d.data(), dout_d.data(), inp_d.data(),
+                        weight_d.data(), N, IC, OC, store);
+    }
+    check_near(dinp, dinp_d, 1e-4, "linear_backward dinp");
+    check_near(dweight, dweight_d, 1e-4, "linear_backward dweight");
+    check_near(dbias, dbias_d, 1e-4, "linear_backward dbias");
+    linear_backward(on_gpu, dinp_d.data(), dweight_d.data(), nullptr, dout_d.data(), inp_d.data(), weight_d.data(), N,
+                    IC, OC, simnpo::GradStore::overwrite);
+    for (auto& x : dweight) x /= 2;
+    check_near(dweight, dweight_d, 1e-4, "linear_backward dweight, no bias");
+}
+
+BOOST_AUTO_TEST_CASE(rmsnorm_kernels_match) {
+    const std::int64_t N = 300, C = 80;  // several chunks of rows
+    const auto inp = random_weights(static_cast<std::size_t>(N * C), 111);
+    const auto weight = random_weights(static_cast<std::size_t>(C), 112);
+    const auto dout = random_weights(static_cast<std::size_t>(N * C), 113);
+    auto dinp = random_weights(static_cast<std::size_t>(N * C), 114);  // the residual gradient, accumulated into
+    const auto inp_d = to_device(inp), weight_d = to_device(weight), dout_d = to_device(dout);
+    auto dinp_d = to_device(dinp);
+    std::vector<float> out(inp.size()), rstd(static_cast<std::size_t>(N)), dweight(static_cast<std::size_t>(C));
+    gpu::DeviceBuffer<float> out_d(out.size()), rstd_d(rstd.size()), dweight_d(dweight.size(), 5.0f);
+    rmsnorm_forward(on_cpu, out.data(), rstd.data(), inp.data(), weight.data(), N, C, 1e-6);
+    rmsnorm_forward(on_gpu, out_d.data(), rstd_d.data(), inp_d.data(), weight_d.data(), N, C, 1e-6);
+    check_near(out, out_d, 2e-5, "rmsnorm_forward out");
+    check_near(rstd, rstd_d, 2e-6, "rmsnorm_forward rstd");
+    for (const auto store : {simnpo::GradStore::overwrite, simnpo::GradStore::accumulate}) {
+        rmsnorm_backward(on_cpu, dinp.data(), dweight.data(), dout.data(), inp.data(), weight.data(), rstd.data(), N, C,
+                         store);
+        rmsnorm_backward(on_gpu, dinp_d.data(), dweight_d.data(), dout_d.data(), inp_d.data(), weight_d.data(),
+                         rstd_d.data(), N, C, store);
+    }
+    check_near(dinp, dinp_d, 1e-4, "rmsnorm_backward dinp");
+    check_near(dweight, dweight_d, 1e-4, "rmsnorm_backward dweight");
+}
+
+BOOST_AUTO_TEST_CASE(rope_kernels_match) {
+    // Queries and keys of packed qkv rows (6 of 8 heads), D 10, positions from 17.
+    const std::int64_t B = 3, T = 20, H = 4, KV = 2, D = 10, stride = (H + 2 * KV) * D;
+    std::vector<double> inv_freq;
+    for (std::int64_t i = 0; i < D / 2; ++i) inv_freq.push_back(std::pow(10000.0, -2.0 * static_cast<double>(i) / D));
+    std::vector<float> cos, sin;
+    cpu::rope_tables(cos, sin, std::span<const double>(inv_freq), 17, T);
+    const auto cos_d = to_device(cos), sin_d = to_device(sin);
+    auto x = random_weights(static_cast<std::size_t>(B * T * stride), 121);
+    auto x_d = to_device(x);
+    rope_forward(on_cpu, x.data(), cos.data(), sin.data(), B, T, H + KV, D, stride);
+    rope_forward(on_gpu, x_d.data(), cos_d.data(), sin_d.data(), B, T, H + KV, D, stride);
+    check_near(x, x_d, 1e-6, "rope_forward");
+    rope_backward(on_cpu, x.data(), cos.data(), sin.data(), B, T, H + KV, D, stride);
+    rope_backward(on_gpu, x_d.data(), cos_d.data(), sin_d.data(), B, T, H + KV, D, stride);
+    check_near(x, x_d, 1e-6, "rope_backward");
+}
+
+BOOST_AUTO_TEST_CASE(attention_kernels_match) {
+    // Grouped queries, windows shorter than the rows, padded rows, D not a power of two, and
+    // rows longer than a warp (several values a lane); the last is GPT-2's layout (KV = H).
+    const std::vector<AttentionCase> cases{{2, 7, 4, 2, 5, 0, {7, 4}},
+                                           {3, 70, 4, 1, 6, 20, {70, 33, 1}},
+                                           {2, 40, 6, 2, 12, 9, {40, 25}},
+                                           {2, 48, 3, 3, 16, 0, {30, 48}}};
+    for (const auto& c : cases) {
+        const auto qkv = random_weights(c.qkv_size(), 131), dout = random_weights(c.out_size(), 132);
+        auto dqkv = random_weights(c.qkv_size(), 133);  // accumulated into
+        const auto qkv_d = to_device(qkv), dout_d = to_device(dout);
+        auto dqkv_d = to_device(dqkv);
+        std::vector<float> out(c.out_size()), att(c.att_size(), 0.0f);  // the GPU writes every att row, zeros where masked
+        gpu::DeviceBuffer<float> out_d(out.size()), att_d(att.size());
+        attention_forward(on_cpu, out.data(), att.data(), qkv.data(), c.lengths.data(), c.B, c.T, c.H, c.KV, c.D,
+                          c.window);
+        const auto lengths_d = to_device(c.lengths);
+        attention_forward(on_gpu, out_d.data(), att_d.data(), qkv_d.data(), lengths_d.data(), c.B, c.T, c.H, c.KV, c.D,
+                          c.window);
+        check_near(out, out_d, 2e-5, describe(c) + " out");
+        check_near(att, att_d, 2e-5, describe(c) + " att");
+        attention_backward(on_cpu, dqkv.data(), dout.data(), qkv.data(), att.data(), c.lengths.data(), c.B, c.T, c.H,
+                           c.KV, c.D, c.window);
+        attention_backward(on_gpu, dqkv_d.data(), dout_d.data(), qkv_d.data(), att_d.data(), lengths_d.data(), c.B, c.T,
+                           c.H, c.KV, c.D, c.window);
+        check_near(dqkv, dqkv_d, 1e-4, describe(c) + " dqkv");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(gpt2_attention_on_the_gpu_is_the_general_one) {
+    const std::int64_t B = 2, T = 40, C = 48, H = 4;
+    const AttentionCase c{B, T, H, H, C / H, 0, {40, 17}};
+    const auto qkv_d = to_device(random_weights(c.qkv_size(), 141)), dout_d = to_device(random_weights(c.out_size(), 142));
+    const auto lengths_d = to_device(c.lengths);
+    const auto run = [&](bool gpt2) {
+        gpu::DeviceBuffer<float> out(c.out_size()), att(c.att_size()), dqkv(c.qkv_size(), 0.5f);
+        if (gpt2) {
+            attention_forward(on_gpu, out.data(), att.data(), qkv_d.data(), lengths_d.data(), B, T, C, H);
+            attention_backward(on_gpu, dqkv.data(), dout_d.data(), qkv_d.data(), att.data(), lengths_d.data(), B, T, C,
+                               H);
+        } else {
+            attention_forward(on_gpu, out.data(), att.data(), qkv_d.data(), lengths_d.data(), B, T, H, H, C / H,
+                              std::int64_t{0});
+            attention_backward(on_gpu, dqkv.data(), dout_d.data(), qkv_d.data(), att.data(), lengths_d.data(), B, T, H,
+                               H, C / H, std::int64_t{0});
+        }
+        auto values = to_host(out);
+        const auto gradients = to_host(dqkv);
+        values.insert(values.end(), gradients.begin(), gradients.end());
+        return values;
+    };
+    BOOST_TEST((run(true) == run(false)));
+}
+
+BOOST_AUTO_TEST_CASE(attention_decode_matches) {
+    const std::int64_t n = 50, H = 4, KV = 2, D = 12;
+    const auto q = random_weights(static_cast<std::size_t>(H * D), 151);
+    const auto keys = random_weights(static_cast<std::size_t>(n * KV * D), 152);
+    const auto values = random_weights(static_cast<std::size_t>(n * KV * D), 153);
+    const auto q_d = to_device(q), keys_d = to_device(keys), values_d = to_device(values);
+    for (const std::int64_t window : {0, 16}) {
+        std::vector<float> out(static_cast<std::size_t>(H * D));
+        gpu::DeviceBuffer<float> out_d(out.size());
+        attention_decode(on_cpu, out.data(), q.data(), keys.data(), values.data(), n, H, KV, D, window);
+        attention_decode(on_gpu, out_d.data(), q_d.data(), keys_d.data(), values_d.data(), n, H, KV, D, window);
+        check_near(out, out_d, 2e-5, "attention_decode window " + std::to_string(window));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(swiglu_kernels_match) {
+    const std::int64_t N = 33, I = 301;
+    auto gate_up = random_weights(static_cast<std::size_t>(N * 2 * I), 161);
+    for (std::size_t i = 0; i < gate_up.size(); i += 7) gate_up[i] *= 40.0f;  // far into both tails of the sigmoid
+    const auto dout = random_weights(static_cast<std::size_t>(N * I), 162);
+    const auto gate_up_d = to_device(gate_up), dout_d = to_device(dout);
+    std::vector<float> out(static_cast<std::size_t>(N * I)), dgate_up(gate_up.size());
+    gpu::DeviceBuffer<float> out_d(out.size()), dgate_up_d(dgate_up.size());
+    swiglu_forward(on_cpu, out.data(), gate_up.data(), N, I);
+    swiglu_forward(on_gpu, out_d.data(), gate_up_d.data(), N, I);
+    check_near(out, out_d, 2e-6, "swiglu_forward");
+    swiglu_backward(on_cpu, dgate_up.data(), dout.data(), gate_up.data(), N, I);
+    swiglu_backward(on_gpu, dgate_up_d.data(), dout_d.data(), gate_up_d.data(), N, I);
+    check_near(dgate_up, dgate_up_d, 2e-6, "swiglu_backward");
+}
+
+BOOST_AUTO_TEST_CASE(embedding_kernels_match_bit_for_bit) {
+    // Tokens that repeat many times: both backends add each token's rows in row order, with no atomics.
+    const std::int64_t N = 200, C = 80, V = 301;
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(N));
+    simnpo::Rng rng(171);
+    for (auto& token : tokens) token = static_cast<std::int32_t>(rng.below(12)) * 25;
+    const auto weight = random_weights(static_cast<std::size_t>(V * C), 172);
+    const auto dout = random_weights(static_cast<std::size_t>(N * C), 173);
+    const auto tokens_d = to_device(tokens);
+    const auto weight_d = to_device(weight), dout_d = to_device(dout);
+    std::vector<float> out(static_cast<std::size_t>(N * C)), dweight(weight.size(), 5.0f);
+    gpu::DeviceBuffer<float> out_d(out.size()), dweight_d(dweight.size(), 5.0f);
+    embedding_forward(on_cpu, out.data(), tokens.data(), weight.data(), N, C);
+    embedding_forward(on_gpu, out_d.data(), tokens_d.data(), weight_d.data(), N, C);
+    BOOST_TEST((to_host(out_d) == out));
+    for (const auto store : {simnpo::GradStore::overwrite, simnpo::GradStore::accumulate}) {
+        embedding_backward(on_cpu, dweight.data(), dout.data(), tokens.data(), N, C, V, store);
+        embedding_backward(on_gpu, dweight_d.data(), dout_d.data(), tokens_d.data(), N, C, V, store);
+        BOOST_TEST((to_host(dweight_d) == dweight));
+    }
 }
 
 int main(int argc, char** argv) {

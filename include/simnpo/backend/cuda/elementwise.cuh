@@ -3,6 +3,11 @@
 
 #include <cstdint>
 
+#include <thrust/execution_policy.h>
+#include <thrust/sequence.h>
+#include <thrust/sort.h>
+#include <thrust/system_error.h>
+
 #include "simnpo/backend/cuda/common.cuh"
 #include "simnpo/core/grad_store.hpp"
 
@@ -84,6 +89,53 @@ __global__ void scatter_add_rows_kernel(S* out, const S* inp, const std::int64_t
     for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x) out[rows[n] * C + c] += inp[n * C + c];
 }
 
+// SwiGLU, a block per row of gate_up [N, 2I] (gate, then up).
+template <class S>
+__global__ void swiglu_forward_kernel(S* out, const S* gate_up, std::int64_t I) {
+    const std::int64_t n = blockIdx.x;
+    const S* gate = gate_up + n * 2 * I;
+    for (std::int64_t i = threadIdx.x; i < I; i += blockDim.x) out[n * I + i] = gate[i] / (S{1} + exp(-gate[i])) * gate[I + i];
+}
+
+template <class S>
+__global__ void swiglu_backward_kernel(S* dgate_up, const S* dout, const S* gate_up, std::int64_t I) {
+    const std::int64_t n = blockIdx.x;
+    const S* gate = gate_up + n * 2 * I;
+    S* dgate = dgate_up + n * 2 * I;
+    for (std::int64_t i = threadIdx.x; i < I; i += blockDim.x) {
+        const S g = gate[i], dy = dout[n * I + i], sigmoid = S{1} / (S{1} + exp(-g));
+        dgate[i] = dy * gate[I + i] * sigmoid * (S{1} + g * (S{1} - sigmoid));
+        dgate[I + i] = dy * g * sigmoid;
+    }
+}
+
+template <class S>
+__global__ void embedding_forward_kernel(S* out, const std::int32_t* tokens, const S* weight, std::int64_t C) {
+    const std::int64_t n = blockIdx.x;
+    const S* row = weight + static_cast<std::int64_t>(tokens[n]) * C;
+    for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x) out[n * C + c] = row[c];
+}
+
+// Rows sorted by token (stably: each token's rows in row order): the block of a
+// token's first sorted row adds all of that token's rows, in order, into its
+// dweight row; the other blocks have nothing to do. No atomics: the same sums,
+// in the same order, as the CPU's.
+template <class S>
+__global__ void embedding_backward_kernel(S* dweight, const S* dout, const std::int32_t* sorted_tokens,
+                                          const std::int32_t* sorted_rows, std::int64_t N, std::int64_t C) {
+    const std::int64_t first = blockIdx.x;
+    const std::int32_t token = sorted_tokens[first];
+    if (first > 0 && sorted_tokens[first - 1] == token) return;
+    std::int64_t last = first + 1;
+    while (last < N && sorted_tokens[last] == token) ++last;
+    S* row = dweight + static_cast<std::int64_t>(token) * C;
+    for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+        S sum = row[c];
+        for (std::int64_t p = first; p < last; ++p) sum += dout[static_cast<std::int64_t>(sorted_rows[p]) * C + c];
+        row[c] = sum;
+    }
+}
+
 // GPT-2's tanh approximation: out = x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³))).
 template <class S>
 void gelu_forward(Tag, S* out, const S* inp, std::int64_t n) {
@@ -127,6 +179,56 @@ void encoder_backward(Tag, S* dwte, S* dwpe, const S* dout, const std::int32_t* 
     encoder_backward_wpe_kernel<<<grid_for(P * C), block_threads, 0, stream()>>>(dwpe, dout, B, T, C, P,
                                                                                 store == GradStore::accumulate);
     SIMNPO_CUDA_LAUNCHED("encoder_backward_wpe_kernel");
+}
+
+// out [N, I] = silu(gate_up[n, 0..I)) · gate_up[n, I..2I), silu(g) = g / (1 + e^−g).
+template <class S>
+void swiglu_forward(Tag, S* out, const S* gate_up, std::int64_t N, std::int64_t I) {
+    require_float<S>();
+    if (N == 0) return;
+    swiglu_forward_kernel<<<static_cast<unsigned>(N), block_threads, 0, stream()>>>(out, gate_up, I);
+    SIMNPO_CUDA_LAUNCHED("swiglu_forward_kernel");
+}
+
+// Writes dgate_up [N, 2I] from dout [N, I].
+template <class S>
+void swiglu_backward(Tag, S* dgate_up, const S* dout, const S* gate_up, std::int64_t N, std::int64_t I) {
+    require_float<S>();
+    if (N == 0) return;
+    swiglu_backward_kernel<<<static_cast<unsigned>(N), block_threads, 0, stream()>>>(dgate_up, dout, gate_up, I);
+    SIMNPO_CUDA_LAUNCHED("swiglu_backward_kernel");
+}
+
+// out [N, C] = weight[tokens[n]].
+template <class S>
+void embedding_forward(Tag, S* out, const std::int32_t* tokens, const S* weight, std::int64_t N, std::int64_t C) {
+    require_float<S>();
+    if (N == 0) return;
+    embedding_forward_kernel<<<static_cast<unsigned>(N), block_threads, 0, stream()>>>(out, tokens, weight, C);
+    SIMNPO_CUDA_LAUNCHED("embedding_forward_kernel");
+}
+
+// Adds each row of dout [N, C] into dweight [V, C] at its token's row (zeroed
+// first with GradStore::overwrite), deterministically: see embedding_backward_kernel.
+template <class S>
+void embedding_backward(Tag tag, S* dweight, const S* dout, const std::int32_t* tokens, std::int64_t N, std::int64_t C,
+                        std::int64_t V, GradStore store) {
+    require_float<S>();
+    if (store == GradStore::overwrite) fill_zero(tag, dweight, static_cast<std::size_t>(V * C));
+    if (N == 0) return;
+    auto* sorted_tokens = static_cast<std::int32_t*>(Context::get().scratch(static_cast<std::size_t>(2 * N) * sizeof(std::int32_t)));
+    std::int32_t* sorted_rows = sorted_tokens + N;
+    copy_on_device(tag, sorted_tokens, tokens, static_cast<std::size_t>(N));
+    try {
+        const auto policy = thrust::cuda::par.on(stream());
+        thrust::sequence(policy, sorted_rows, sorted_rows + N);
+        thrust::stable_sort_by_key(policy, sorted_tokens, sorted_tokens + N, sorted_rows);
+    } catch (const thrust::system_error& error) {
+        fail("thrust: sorting the embedding's tokens failed: ", error.what());
+    }
+    embedding_backward_kernel<<<static_cast<unsigned>(N), block_threads, 0, stream()>>>(dweight, dout, sorted_tokens,
+                                                                                       sorted_rows, N, C);
+    SIMNPO_CUDA_LAUNCHED("embedding_backward_kernel");
 }
 
 // out [N, C] = inp[rows[n]].

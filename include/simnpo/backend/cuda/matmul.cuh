@@ -230,6 +230,28 @@ void matmul_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbia
     if (dbias != nullptr) column_sums(dbias, dout, N, OC, accumulate);
 }
 
+// out [N, OC] = inp [N, IC] · weightᵀ + bias [OC] (bias may be null); nn.Linear's weight [OC, IC].
+template <class S>
+void linear_forward(Tag tag, S* out, const S* inp, const S* weight, const std::type_identity_t<S>* bias,
+                    std::int64_t N, std::int64_t IC, std::int64_t OC) {
+    require_float<S>();
+    gemm(tag, {.transpose_b = true, .M = N, .N = OC, .K = IC, .A = inp, .lda = IC, .B = weight, .ldb = IC, .C = out,
+               .ldc = OC, .bias = bias});
+}
+
+// Writes dinp [N, IC] = dout · weight; stores (per `store`) dweight [OC, IC] =
+// doutᵀ · inp and dbias [OC] = column sums of dout (dbias may be null).
+template <class S>
+void linear_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, const S* dout, const S* inp,
+                     const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC, GradStore store) {
+    require_float<S>();
+    const bool accumulate = store == GradStore::accumulate;
+    gemm(tag, {.M = N, .N = IC, .K = OC, .A = dout, .lda = OC, .B = weight, .ldb = IC, .C = dinp, .ldc = IC});
+    gemm(tag, {.accumulate = accumulate, .transpose_a = true, .M = OC, .N = IC, .K = N, .A = dout, .lda = OC,
+               .B = inp, .ldb = IC, .C = dweight, .ldc = IC});
+    if (dbias != nullptr) column_sums(dbias, dout, N, OC, accumulate);
+}
+
 // The tied LM head: logits [N, V] = inp [N, C] · wteᵀ, wte [V, C].
 template <class S>
 void lm_head_forward(Tag tag, S* logits, const S* inp, const S* wte, std::int64_t N, std::int64_t C, std::int64_t V) {
