@@ -42,7 +42,7 @@ double step_flops(std::int64_t scored) {
 // The whole step or, with `forward_only`, the forward pass alone (to split the time).
 void step(benchmark::State& state, bool tf32, bool forward_only = false) {
     GpuModel model(gpt2_small, simnpo::cuda{.tf32 = tf32});
-    simnpo::model::init_gpt2(model, 1);
+    simnpo::model::init_weights(model, 1);
     const auto batch = full_batch();
     const simnpo::optim::AdamW optimizer({.lr = 1e-4, .weight_decay = 0.01});
     auto optimizer_state = optimizer.state(model);

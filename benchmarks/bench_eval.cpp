@@ -10,7 +10,7 @@ namespace {
 simnpo::model::Gpt<simnpo::cpu, float> compact_model() {
     simnpo::model::Gpt<simnpo::cpu, float> model(
         {.vocab_size = 4096, .n_positions = 256, .n_embd = 128, .n_layer = 4, .n_head = 4});
-    simnpo::model::init_gpt2(model, 1);
+    simnpo::model::init_weights(model, 1);
     return model;
 }
 

@@ -45,7 +45,7 @@ void run_model(benchmark::State& state, bool backward) {
     const Shape s = shape(static_cast<int>(state.range(0)));
     simnpo::set_threads(2);
     simnpo::model::Gpt<simnpo::cpu, float> model(s.config);
-    simnpo::model::init_gpt2(model, 1);
+    simnpo::model::init_weights(model, 1);
     const auto batch = full_batch(s);
     model.forward(batch);
     // Mean token log-probability, as the PyTorch side's loss.

@@ -49,7 +49,7 @@ void step(benchmark::State& state, Objective objective, std::size_t distribution
     const Shape s = shape(state.range(0));
     simnpo::set_threads(2);
     Model model(s.config);
-    simnpo::model::init_gpt2(model, 1);
+    simnpo::model::init_weights(model, 1);
     sl::FrozenReference<Model> reference(model, {.distribution_cache_bytes = distribution_cache_bytes});
     const auto forget = examples(s, 1), retain = examples(s, 2);
     objective.gradient(model, forget, retain, reference);  // fills the reference's caches
@@ -71,7 +71,7 @@ void unlearn_step(benchmark::State& state) {
     const Shape s = shape(0);
     simnpo::set_threads(2);
     Model model(s.config);
-    simnpo::model::init_gpt2(model, 1);
+    simnpo::model::init_weights(model, 1);
     const auto forget = examples(s, 1), retain = examples(s, 2);
     const sl::SimNPO_GD objective{sl::SimNPO({.beta = 2.5}), sl::NLL{}};
     const simnpo::optim::AdamW adamw({.lr = 1e-5, .weight_decay = 0.01});

@@ -69,7 +69,7 @@ void sgd_step(Model& model, float lr) {
 
 int main() {
     Model model({.vocab_size = 16, .n_positions = 8, .n_embd = 32, .n_layer = 2, .n_head = 4});
-    simnpo::model::init_gpt2(model, 7);
+    simnpo::model::init_weights(model, 7);
     const std::vector<Example> forget = counting(1, +1), retain = counting(2, -1);
     std::vector<Example> both(forget);
     both.insert(both.end(), retain.begin(), retain.end());

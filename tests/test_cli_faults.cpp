@@ -141,7 +141,7 @@ BOOST_AUTO_TEST_CASE(a_second_run_on_one_output_is_refused_naming_the_first) {
     BOOST_TEST(simnpo::read_file(s.scratch.file("first.log")).find("interrupted by SIGTERM after step") != std::string::npos);
     BOOST_TEST(temporaries(out).empty());
     BOOST_TEST(!fs::exists(out / simnpo::OutputLock::file_name));
-    simnpo::model::load<simnpo::cpu, float>(out / ("checkpoint-" + std::to_string(last_checkpoint(out))));
+    simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(out / ("checkpoint-" + std::to_string(last_checkpoint(out))));
 }
 
 BOOST_AUTO_TEST_CASE(sigint_stops_at_a_checkpoint_that_resumes_to_the_uninterrupted_bits) {
@@ -182,7 +182,7 @@ BOOST_AUTO_TEST_CASE(sigkill_at_random_points_leaves_a_checkpoint_that_resumes_e
             wait_for(pid);
             const int last = last_checkpoint(out);
             const auto checkpoint = out / ("checkpoint-" + std::to_string(last));
-            simnpo::model::load<simnpo::cpu, float>(checkpoint);  // whole and loadable
+            simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(checkpoint);  // whole and loadable
             if (last == 200) continue;  // the run finished before the kill
             ++killed_mid_run;
             // The next run on this output removes the killed one's temporaries.
@@ -254,7 +254,7 @@ BOOST_AUTO_TEST_CASE(concurrent_inits_into_one_directory_leave_a_whole_model) {
                               s.scratch.file("b.log"));
         const int status_a = wait_for(a), status_b = wait_for(b);
         BOOST_TEST((status_a == 0 || status_b == 0));  // the other succeeded too, or was refused by the lock
-        simnpo::model::load<simnpo::cpu, float>(out);
+        simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(out);
         BOOST_TEST(temporaries(s.scratch.path).empty());
     }
 }

@@ -23,7 +23,7 @@ Model tiny_model(std::uint64_t seed) {
     config.n_layer = 1;
     config.n_head = 2;
     Model model(config);
-    simnpo::model::init_gpt2(model, seed);
+    simnpo::model::init_weights(model, seed);
     // Enough weight that two models' distributions differ visibly.
     for (auto& value : model.params()) value *= 20.0;
     return model;

@@ -25,7 +25,7 @@ namespace {
 
 Model model(std::uint64_t seed) {
     Model m({.vocab_size = 20, .n_positions = 8, .n_embd = 16, .n_layer = 1, .n_head = 2});
-    simnpo::model::init_gpt2(m, seed);
+    simnpo::model::init_weights(m, seed);
     return m;
 }
 
@@ -87,7 +87,7 @@ BOOST_AUTO_TEST_CASE(a_model_save_failing_at_any_operation_leaves_the_old_direct
                 }
             }
             BOOST_TEST(failed);
-            const auto loaded = simnpo::model::load<simnpo::cpu, float>(dir);
+            const auto loaded = simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(dir);
             // Only the parent's flush comes after the exchange: then the new directory is in place, whole.
             BOOST_TEST((same_bits(loaded, old_model) || (k == count - 1 && same_bits(loaded, new_model))));
             BOOST_TEST(simnpo::read_file(dir / "run.jsonl") == "{\"step\": 1}\n");
@@ -97,7 +97,7 @@ BOOST_AUTO_TEST_CASE(a_model_save_failing_at_any_operation_leaves_the_old_direct
         }
     }
     simnpo::model::save(new_model, dir);
-    BOOST_TEST(same_bits(simnpo::model::load<simnpo::cpu, float>(dir), new_model));
+    BOOST_TEST(same_bits(simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(dir), new_model));
     BOOST_TEST(simnpo::read_file(dir / "run.jsonl") == "{\"step\": 1}\n");
 }
 

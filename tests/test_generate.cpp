@@ -57,7 +57,7 @@ BOOST_AUTO_TEST_CASE(decoder_logits_match_the_forward_at_every_position) {
     const Ids sequence = {3, 17, 0, 22, 9, 9, 1, 14, 5, 20, 11, 2, 7, 16, 4, 8};  // n_positions tokens
     const auto reference = forward_logits(model, sequence);
     const std::int64_t V = model.config().vocab_size;
-    simnpo::model::Decoder<double> decoder(model);
+    simnpo::model::Decoder<simnpo::model::Gpt<simnpo::cpu, double>> decoder(model);
     double worst = 0.0;
     for (std::size_t t = 0; t + 1 < sequence.size(); ++t) {
         const auto& logits = decoder.feed(sequence[t]);

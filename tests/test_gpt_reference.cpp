@@ -46,7 +46,7 @@ double relative_error(const Actual& actual, const std::vector<double>& expected)
 template <class Scalar>
 void check_parity(double tolerance) {
     const Reference reference;
-    auto model = simnpo::model::load<simnpo::cpu, Scalar>(fixtures + "/gpt_tiny");
+    auto model = simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, Scalar>>(fixtures + "/gpt_tiny");
     const auto examples = reference.examples();
     const auto batch = simnpo::data::make_batch(examples);
     BOOST_REQUIRE_EQUAL(batch.columns(), reference.json.at("T").get<std::int64_t>());

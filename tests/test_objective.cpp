@@ -14,12 +14,38 @@ namespace sl = simnpo::loss;
 namespace tt = boost::test_tools;
 using simnpo::data::Example;
 using Model = simnpo::model::Gpt<simnpo::cpu, double>;
+using Llama = simnpo::model::Llama<simnpo::cpu, double>;
 using Reference = sl::FrozenReference<Model>;
 
 namespace {
 
 simnpo::model::Config tiny_config() {
     return {.vocab_size = 13, .n_positions = 16, .n_embd = 8, .n_layer = 2, .n_head = 2};
+}
+
+// A Llama with everything the family has that changes a gradient: GQA, every
+// bias, an untied head, a sliding window on one layer, rotary scaling.
+simnpo::model::LlamaConfig tiny_llama_config() {
+    simnpo::model::LlamaConfig c;
+    c.model_type = "mistral";
+    c.vocab_size = 13;
+    c.hidden_size = 8;
+    c.intermediate_size = 12;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 6;
+    c.max_position_embeddings = 16;
+    c.rope_scaling = {simnpo::model::RopeScaling::Kind::linear, 2.0};
+    c.qkv_bias = c.o_bias = c.mlp_bias = true;
+    c.sliding_window = {0, 3};
+    return c;
+}
+
+template <class M>
+typename M::config_type config_of() {
+    if constexpr (std::is_same_v<M, Llama>) return tiny_llama_config();
+    else return tiny_config();
 }
 
 // Answers of different lengths, so that length normalisation matters.
@@ -35,17 +61,18 @@ void check_close(double actual, double expected, double relative, double absolut
 
 // The model before unlearning, and the same model moved away from it, so that
 // ℓ_θ ≠ ℓ_ref and KL > 0: at θ = θ_ref some terms would be trivially symmetric.
+template <class M = Model>
 struct Fixture {
-    Model model{tiny_config()};
-    Reference reference;
+    M model{config_of<M>()};
+    sl::FrozenReference<M> reference;
 
     Fixture() : reference(init(model)) {
         simnpo::Rng rng(7);
         for (auto& p : model.params()) p += 0.05 * rng.normal();
     }
-    static const Model& init(Model& model) {
-        simnpo::model::init_gpt2(model, 3);
-        // init_gpt2's small weights give near-uniform predictions; larger ones give a sharper model.
+    static const M& init(M& model) {
+        simnpo::model::init_weights(model, 3);
+        // init_weights's small weights give near-uniform predictions; larger ones give a sharper model.
         for (auto& p : model.params()) p *= 3.0;
         return model;
     }
@@ -53,10 +80,10 @@ struct Fixture {
 
 // The objective's gradient against central differences of its total, on
 // parameters spread over every tensor of the model.
-template <class Objective>
-void check_gradient(const Objective& objective, const std::vector<Example>& forget_set = forget_set,
-                    const std::vector<Example>& retain_set = retain_set) {
-    Fixture f;
+template <class M, class Objective>
+void check_gradient_of(const Objective& objective, const std::vector<Example>& forget_set,
+                       const std::vector<Example>& retain_set) {
+    Fixture<M> f;
     const std::vector<Example> retain = Objective::has_retain ? retain_set : std::vector<Example>{};
     const auto report = objective.gradient(f.model, forget_set, retain, f.reference);
     BOOST_TEST(std::isfinite(report.total));
@@ -81,6 +108,14 @@ void check_gradient(const Objective& objective, const std::vector<Example>& forg
     BOOST_TEST_MESSAGE("worst relative error " << worst << ", largest gradient " << largest);
     // A gradient that vanished everywhere would pass the comparison trivially.
     BOOST_TEST(largest > 1e-3);
+}
+
+// The same on both families.
+template <class Objective>
+void check_gradient(const Objective& objective, const std::vector<Example>& forget_set = forget_set,
+                    const std::vector<Example>& retain_set = retain_set) {
+    BOOST_TEST_CONTEXT("gpt2") { check_gradient_of<Model>(objective, forget_set, retain_set); }
+    BOOST_TEST_CONTEXT("llama") { check_gradient_of<Llama>(objective, forget_set, retain_set); }
 }
 
 }  // namespace
@@ -120,7 +155,7 @@ BOOST_AUTO_TEST_CASE(forget_and_retain_rows_in_one_pass) {
     check_gradient(sl::NPO_GD{sl::NPO({.beta = 0.5}), sl::NLL{}, {.forget_weight = 0.7, .retain_weight = 1.6}},
                    forget, retain);
     check_gradient(sl::Objective<sl::DPO, sl::NLL>{sl::DPO(refusals, {.beta = 0.8}), sl::NLL{}}, forget, retain);
-    Fixture f;
+    Fixture<> f;
     sl::SimNPO_GD{}.gradient(f.model, forget, retain);
     BOOST_TEST(f.model.sequence_logprobs().size() == 5u);  // the last forward held all five rows
     // Rows of different lengths go apart: the last forward was the retain batch alone.
@@ -130,7 +165,7 @@ BOOST_AUTO_TEST_CASE(forget_and_retain_rows_in_one_pass) {
 
 BOOST_AUTO_TEST_CASE(gradient_is_scaled_and_accumulated) {
     // Two half-scaled accumulating calls give the gradient of one call.
-    Fixture f;
+    Fixture<> f;
     const sl::NPO_GD objective{sl::NPO({.beta = 0.5}), sl::NLL{}};
     objective.gradient(f.model, forget_set, retain_set, f.reference);
     const std::vector<double> once(f.model.grads().begin(), f.model.grads().end());
@@ -144,13 +179,13 @@ BOOST_AUTO_TEST_CASE(gradient_is_scaled_and_accumulated) {
 }
 
 BOOST_AUTO_TEST_CASE(reports_show_each_examples_weight) {
-    Fixture f;
+    Fixture<> f;
     const double beta = 0.5;
     const auto npo = sl::NPO_GD{sl::NPO({.beta = beta}), sl::NLL{}}.gradient(f.model, forget_set, retain_set,
                                                                             f.reference);
     // Reference log-likelihoods from a separate forward of the unperturbed model.
     Model original(tiny_config());
-    Fixture::init(original);
+    Fixture<>::init(original);
     original.forward(simnpo::data::make_batch(forget_set));
     const auto ref = original.sequence_logprobs();
     f.model.forward(simnpo::data::make_batch(forget_set));
@@ -175,7 +210,7 @@ BOOST_AUTO_TEST_CASE(reports_show_each_examples_weight) {
 }
 
 BOOST_AUTO_TEST_CASE(reference_log_likelihoods_are_computed_once) {
-    Fixture f;
+    Fixture<> f;
     const sl::NPO_KL npo{sl::NPO{}, sl::KL{}};
     for (int step = 0; step < 4; ++step) npo.gradient(f.model, forget_set, retain_set, f.reference);
     // One forward per distinct example (the reference runs each alone): the forget batch's ℓ_ref and the
@@ -188,14 +223,14 @@ BOOST_AUTO_TEST_CASE(reference_log_likelihoods_are_computed_once) {
     BOOST_TEST(f.reference.forward_passes() == distinct + 1);
 
     // DPO's refusal rows are fixed per example, so they are cached as well.
-    Fixture g;
+    Fixture<> g;
     const sl::Objective<sl::DPO> dpo{sl::DPO(refusals)};
     for (int step = 0; step < 3; ++step) dpo.gradient(g.model, forget_set, {}, g.reference);
     BOOST_TEST(g.reference.forward_passes() == static_cast<std::int64_t>(2 * forget_set.size()));
 }
 
 BOOST_AUTO_TEST_CASE(kl_distributions_cached_or_recomputed_agree) {
-    Fixture cached, recomputed;
+    Fixture<> cached, recomputed;
     Reference uncached(recomputed.reference.model(), {.distribution_cache_bytes = 0});
     const sl::SimNPO_KL objective{};
     for (int step = 0; step < 2; ++step) {
@@ -214,7 +249,7 @@ BOOST_AUTO_TEST_CASE(kl_distributions_cached_or_recomputed_agree) {
 BOOST_AUTO_TEST_CASE(kl_vanishes_at_the_reference) {
     // Unlearning starts at θ = θ_ref: KL is 0 and NPO weighs every example 2σ(0)/B = 1/B.
     Model model(tiny_config());
-    Fixture::init(model);
+    Fixture<>::init(model);
     Reference reference(model);
     const auto report = sl::NPO_KL{}.gradient(model, forget_set, retain_set, reference);
     BOOST_TEST(std::abs(report.retain_loss) < 1e-12);
@@ -222,7 +257,7 @@ BOOST_AUTO_TEST_CASE(kl_vanishes_at_the_reference) {
 }
 
 BOOST_AUTO_TEST_CASE(compositions_that_cannot_run_are_errors) {
-    Fixture f;
+    Fixture<> f;
     BOOST_CHECK_THROW((sl::SimNPO_GD{sl::SimNPO{}, sl::NLL{}, {.forget_weight = -1.0}}), simnpo::Error);
     BOOST_CHECK_THROW((sl::SimNPO_GD{sl::SimNPO{}, sl::NLL{}, {.retain_weight = NAN}}), simnpo::Error);
     BOOST_CHECK_THROW(sl::SimNPO_GD{}.gradient(f.model, forget_set, {}), simnpo::Error);
@@ -250,6 +285,6 @@ static_assert(!sl::ForgetLoss<int>);
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_wrong_user_loss_is_caught) {
-    Fixture f;
+    Fixture<> f;
     BOOST_CHECK_THROW(sl::Objective<ShortLoss>{}.gradient(f.model, forget_set, {}), simnpo::Error);
 }

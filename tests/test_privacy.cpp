@@ -59,7 +59,7 @@ const Trained& trained() {
         auto tokenizer = simnpo::tokenizer::train_bpe(corpus, {.vocab_size = 400});
         Model model({.vocab_size = static_cast<std::int64_t>(tokenizer.vocab_size()), .n_positions = 64, .n_embd = 48,
                      .n_layer = 2, .n_head = 2});
-        simnpo::model::init_gpt2(model, 1);
+        simnpo::model::init_weights(model, 1);
         Model before = model;
         const simnpo::data::TextFormat format(tokenizer);
         const auto examples = examples_of(format, members);

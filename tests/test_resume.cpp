@@ -45,7 +45,7 @@ const std::vector<Example> retain_set = examples(2, 56);
 
 Model original() {
     Model model({.vocab_size = 48, .n_positions = 16, .n_embd = 64, .n_layer = 2, .n_head = 4});
-    simnpo::model::init_gpt2(model, 3);
+    simnpo::model::init_weights(model, 3);
     return model;
 }
 

@@ -62,7 +62,7 @@ const Model& trained() {
     static const Model model = [] {
         simnpo::set_threads(1);
         Model m(config());
-        simnpo::model::init_gpt2(m, 5);
+        simnpo::model::init_weights(m, 5);
         std::vector<Example> both = forget_set;
         both.insert(both.end(), retain_set.begin(), retain_set.end());
         st::train(m, simnpo::optim::AdamW({.lr = 3e-3, .weight_decay = 0.0}), both, {.epochs = 60, .batch_size = 8});
@@ -238,7 +238,7 @@ BOOST_AUTO_TEST_CASE(a_non_finite_loss_stops_the_run_naming_the_step_and_keeps_t
     BOOST_TEST(!fs::exists(scratch.path / "checkpoint-3"));
     for (const auto& entry : fs::directory_iterator(scratch.path))  // no temporary is left behind
         BOOST_TEST(entry.path().filename().string().find(".tmp-") == std::string::npos);
-    const auto good = simnpo::model::load<simnpo::cpu, float>(scratch.path / "checkpoint-2");
+    const auto good = simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(scratch.path / "checkpoint-2");
     for (const float p : good.params()) BOOST_REQUIRE(std::isfinite(p));
 }
 

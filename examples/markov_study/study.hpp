@@ -132,7 +132,7 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
     std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a));
     const std::filesystem::path dir = cache / (name + "-" + hash);
     if (std::filesystem::exists(dir / "config.json")) {
-        Model model = simnpo::model::load<simnpo::cpu, float>(dir);
+        Model model = simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(dir);
         if (model.config().extra.value("markov_study", nlohmann::json()) != key)
             simnpo::fail(dir.string(), ": the cached model was trained with other settings; delete the directory");
         std::fprintf(log, "%s model: loaded from %s\n", name.c_str(), dir.c_str());
@@ -147,7 +147,7 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
     config.extra = {{"markov_study", key}};
     config.validate("markov_study");
     Model model(config);
-    simnpo::model::init_gpt2(model, s.seed);
+    simnpo::model::init_weights(model, s.seed);
     std::fprintf(log, "%s model: training on %zu sequences, %lld epochs\n", name.c_str(), examples.size(),
                  static_cast<long long>(s.train_epochs));
     const simnpo::optim::AdamW adamw({.lr = s.train_lr});

@@ -123,8 +123,9 @@ inline void print_privacy_table(const eval::privacy::Report& report, std::size_t
 }  // namespace detail
 
 // The --retain-model, which reads the same token ids as the model.
-inline model::Gpt<simnpo::cpu, float> load_retain_model(const Args& args, const model::Gpt<simnpo::cpu, float>& model) {
-    auto retain = model::load<simnpo::cpu, float>(args.required("--retain-model"));
+template <class Model>
+Model load_retain_model(const Args& args, const Model& model) {
+    auto retain = model::load<Model>(args.required("--retain-model"));
     if (retain.config().vocab_size != model.config().vocab_size)
         fail(args.required("--retain-model"), ": the retain model's vocabulary (", retain.config().vocab_size,
              " tokens) differs from the model's (", model.config().vocab_size, ")");
@@ -160,39 +161,41 @@ inline int run_eval(const std::vector<std::string>& words) {
         .memorization = !args.has("--no-memorization")};
     args.apply_threads();
 
-    auto model = model::load<simnpo::cpu, float>(model_dir);
-    const TextInput text(args, model_dir);
-    const auto& format = text.required("simnpo eval");
-    if (privacy) {
-        const auto members = data::read_question_answers(data_dir / (split + ".jsonl"));
-        const auto nonmembers = data::read_question_answers(data_dir / eval::privacy::holdout_file(split));
-        std::optional<eval::privacy::Aucs> retain_auc;
+    return model::with_family(model_dir, [&]<class Family>(std::type_identity<Family>) {
+        const auto model = model::load<model::CausalLM<Family, simnpo::cpu, float>>(model_dir);
+        const TextInput text(args, model_dir);
+        const auto& format = text.required("simnpo eval");
+        if (privacy) {
+            const auto members = data::read_question_answers(data_dir / (split + ".jsonl"));
+            const auto nonmembers = data::read_question_answers(data_dir / eval::privacy::holdout_file(split));
+            std::optional<eval::privacy::Aucs> retain_auc;
+            if (args.has("--retain-model")) {
+                auto retain = load_retain_model(args, model);
+                retain_auc = eval::privacy::mia_aucs(retain, format, std::span(members), std::span(nonmembers), privacy_options);
+            }
+            auto report = eval::privacy::evaluate(model, format, std::span(members), std::span(nonmembers), retain_auc,
+                                                  privacy_options);
+            report.split = split;
+            if (args.has("--out"))
+                write_file_atomic(args.required("--out"), detail::dump(eval::privacy::to_json(report), 1) + "\n");
+            detail::print_privacy_table(report, privacy_options.prefix_tokens, std::cout);
+            return 0;
+        }
+        const eval::tofu::Options options{.batch_size = batch_size, .max_new_tokens = max_new_tokens};
+        std::optional<std::vector<double>> retain_ratios;
         if (args.has("--retain-model")) {
             auto retain = load_retain_model(args, model);
-            retain_auc = eval::privacy::mia_aucs(retain, format, std::span(members), std::span(nonmembers), privacy_options);
+            eval::tofu::Options scores_only = options;
+            scores_only.generate = false;  // its truth ratios are all forget quality needs
+            retain_ratios = eval::tofu::truth_ratios(eval::tofu::evaluate_forget_set(retain, format, data_dir, split, scores_only));
         }
-        auto report = eval::privacy::evaluate(model, format, std::span(members), std::span(nonmembers), retain_auc,
-                                              privacy_options);
-        report.split = split;
-        if (args.has("--out"))
-            write_file_atomic(args.required("--out"), detail::dump(eval::privacy::to_json(report), 1) + "\n");
-        detail::print_privacy_table(report, privacy_options.prefix_tokens, std::cout);
+        const auto report = eval::tofu::evaluate(
+            model, format, data_dir, split,
+            retain_ratios ? std::optional<std::span<const double>>(*retain_ratios) : std::nullopt, options);
+        if (args.has("--out")) write_file_atomic(args.required("--out"), detail::dump(eval::tofu::to_json(report), 1) + "\n");
+        detail::print_tofu_table(report, std::cout);
         return 0;
-    }
-    const eval::tofu::Options options{.batch_size = batch_size, .max_new_tokens = max_new_tokens};
-    std::optional<std::vector<double>> retain_ratios;
-    if (args.has("--retain-model")) {
-        auto retain = load_retain_model(args, model);
-        eval::tofu::Options scores_only = options;
-        scores_only.generate = false;  // its truth ratios are all forget quality needs
-        retain_ratios = eval::tofu::truth_ratios(eval::tofu::evaluate_forget_set(retain, format, data_dir, split, scores_only));
-    }
-    const auto report = eval::tofu::evaluate(
-        model, format, data_dir, split,
-        retain_ratios ? std::optional<std::span<const double>>(*retain_ratios) : std::nullopt, options);
-    if (args.has("--out")) write_file_atomic(args.required("--out"), detail::dump(eval::tofu::to_json(report), 1) + "\n");
-    detail::print_tofu_table(report, std::cout);
-    return 0;
+    });
 }
 
 inline int run_generate(const std::vector<std::string>& words) {
@@ -208,33 +211,35 @@ inline int run_generate(const std::vector<std::string>& words) {
     const std::filesystem::path model_dir = args.required("--model");
     const auto max_new_tokens = args.integer("--max-new-tokens", 200, 1, 1 << 20);
     args.apply_threads();
-    const auto model = model::load<simnpo::cpu, float>(model_dir);
-    const TextInput text(args, model_dir);
-    const auto& format = text.required("simnpo generate");
+    return model::with_family(model_dir, [&]<class Family>(std::type_identity<Family>) {
+        const auto model = model::load<model::CausalLM<Family, simnpo::cpu, float>>(model_dir);
+        const TextInput text(args, model_dir);
+        const auto& format = text.required("simnpo generate");
 
-    std::vector<std::string> questions;
-    if (args.has("--question")) {
-        questions.push_back(args.required("--question"));
-    } else {
-        const std::string input = read_text_file(args.required("--file"));
-        for (std::size_t begin = 0; begin < input.size();) {
-            const std::size_t end = std::min(input.find('\n', begin), input.size());
-            std::string line = input.substr(begin, end - begin);
-            begin = end + 1;
-            if (line.ends_with('\r')) line.pop_back();
-            if (line.find_first_not_of(" \t") != std::string::npos) questions.push_back(std::move(line));
+        std::vector<std::string> questions;
+        if (args.has("--question")) {
+            questions.push_back(args.required("--question"));
+        } else {
+            const std::string input = read_text_file(args.required("--file"));
+            for (std::size_t begin = 0; begin < input.size();) {
+                const std::size_t end = std::min(input.find('\n', begin), input.size());
+                std::string line = input.substr(begin, end - begin);
+                begin = end + 1;
+                if (line.ends_with('\r')) line.pop_back();
+                if (line.find_first_not_of(" \t") != std::string::npos) questions.push_back(std::move(line));
+            }
+            if (questions.empty()) fail(args.required("--file"), ": no questions");
         }
-        if (questions.empty()) fail(args.required("--file"), ": no questions");
-    }
-    std::vector<std::vector<std::int32_t>> prompts;
-    for (const auto& question : questions) prompts.push_back(format.prompt_ids(question));
-    const auto answers = model::generate_greedy(model, std::span<const std::vector<std::int32_t>>(prompts),
-                                                {.max_new_tokens = max_new_tokens, .stop_token = format.end_of_text_id()});
-    std::string output;
-    for (std::size_t i = 0; i < questions.size(); ++i)
-        output += detail::dump({{"question", questions[i]}, {"answer", format.tokenizer().decode(answers[i])}}) + "\n";
-    std::cout << output;
-    return 0;
+        std::vector<std::vector<std::int32_t>> prompts;
+        for (const auto& question : questions) prompts.push_back(format.prompt_ids(question));
+        const auto answers = model::generate_greedy(model, std::span<const std::vector<std::int32_t>>(prompts),
+                                                    {.max_new_tokens = max_new_tokens, .stop_token = format.end_of_text_id()});
+        std::string output;
+        for (std::size_t i = 0; i < questions.size(); ++i)
+            output += detail::dump({{"question", questions[i]}, {"answer", format.tokenizer().decode(answers[i])}}) + "\n";
+        std::cout << output;
+        return 0;
+    });
 }
 
 }  // namespace simnpo::cli

@@ -25,7 +25,8 @@ For each example of D.jsonl ({"prompt_ids": [...], "answer_ids": [...]} or
 writes one line to O.jsonl, in order: {"logprob": l, "n_tokens": n}, where l is
 the sum of log pi(y_t | x, y_<t) over the n answer tokens.
 
-  --model DIR        model directory (config.json + model.safetensors)
+  --model DIR        model directory (config.json + model.safetensors): GPT-2 or
+                     Llama family (llama, mistral, qwen2, phi3)
   --data D.jsonl     examples (JSON Lines, or a JSON array)
   --out O.jsonl      output file, written atomically
   --batch-size N     examples per forward pass (default 16)
@@ -38,23 +39,24 @@ the sum of log pi(y_t | x, y_<t) over the n answer tokens.
 template <class Backend, class Scalar>
 std::string score(const std::filesystem::path& model_dir, const std::filesystem::path& data_path,
                   std::size_t batch_size, Backend backend, const data::TextFormat* format) {
-    auto model = simnpo::model::load<Backend, Scalar>(model_dir, backend);
-    const auto examples = simnpo::data::read_jsonl(data_path, model.config(), format);
-    std::string lines;
-    for (std::size_t first = 0; first < examples.size(); first += batch_size) {
-        const auto chunk = std::span(examples).subspan(first, std::min(batch_size, examples.size() - first));
-        model.forward(simnpo::data::make_batch(chunk));
-        const auto sums = model.sequence_logprobs();
-        for (std::size_t b = 0; b < chunk.size(); ++b) {
-            // JSON has no NaN: nlohmann would write null, which reads as a result.
-            if (!std::isfinite(static_cast<double>(sums[b])))
-                fail(data_path.string(), ": example ", first + b + 1, ": the log-probability is ", sums[b],
-                     " (the model's outputs are not finite)");
-            const nlohmann::json line = {{"logprob", sums[b]}, {"n_tokens", chunk[b].answer_ids.size()}};
-            lines += line.dump() + '\n';
+    return model::with_family(model_dir, [&]<class Family>(std::type_identity<Family>) {
+        const auto model = model::load<model::CausalLM<Family, Backend, Scalar>>(model_dir, backend);
+        const auto examples = data::read_jsonl(data_path, model.config(), format);
+        std::string lines;
+        for (std::size_t first = 0; first < examples.size(); first += batch_size) {
+            const auto chunk = std::span(examples).subspan(first, std::min(batch_size, examples.size() - first));
+            const auto sums = model.score(data::make_batch(chunk)).sequence_logprobs();
+            for (std::size_t b = 0; b < chunk.size(); ++b) {
+                // JSON has no NaN: nlohmann would write null, which reads as a result.
+                if (!std::isfinite(sums[b]))
+                    fail(data_path.string(), ": example ", first + b + 1, ": the log-probability is ", sums[b],
+                         " (the model's outputs are not finite)");
+                const nlohmann::json line = {{"logprob", sums[b]}, {"n_tokens", chunk[b].answer_ids.size()}};
+                lines += line.dump() + '\n';
+            }
         }
-    }
-    return lines;
+        return lines;
+    });
 }
 
 template <class Backend>

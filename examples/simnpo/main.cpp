@@ -25,7 +25,7 @@ using simnpo::cli::Args;
 constexpr const char* usage = R"(usage: simnpo <command> [flags]
 
 commands:
-  init             write a randomly initialised GPT-2-shaped model directory
+  init             write a randomly initialised model directory (GPT-2 or Llama family)
   logprobs         score each example's answer under a model
   train            fine-tune a model on examples (token-mean NLL)
   unlearn          unlearn a forget set (ga, npo, simnpo, dpo; retain none, nll, kl)
@@ -43,12 +43,17 @@ Run 'simnpo <command> --help' for the flags of a command.
 
 constexpr const char* init_usage = R"(usage: simnpo init --config CFG.json --out DIR [--seed S]
 
-Writes DIR/config.json and DIR/model.safetensors: a GPT-2-shaped model with
-GPT-2's initialisation (weights N(0, 0.02), residual projections
-N(0, 0.02/sqrt(2 n_layer)), LayerNorm weights 1, biases 0).
+Writes DIR/config.json and DIR/model.safetensors: a model of the config's
+model_type with its family's initialisation. GPT-2 (model_type gpt2 or none):
+weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2 n_layer)), LayerNorm
+weights 1, biases 0. Llama family (llama, mistral, qwen2, phi3): weights
+N(0, initializer_range = 0.02), RMSNorm weights 1, biases 0.
 
   --config CFG.json  GPT2Config keys: vocab_size, n_positions, n_embd, n_layer,
-                     n_head (required), layer_norm_epsilon (default 1e-5)
+                     n_head (required), layer_norm_epsilon (default 1e-5); or
+                     a Hugging Face LlamaConfig, MistralConfig, Qwen2Config or
+                     Phi3Config (vocab_size, hidden_size, intermediate_size,
+                     num_hidden_layers, num_attention_heads required)
   --out DIR          the model directory to write (created if needed)
   --seed S           random seed, a non-negative integer (default 0)
 )";
@@ -64,14 +69,21 @@ int run_init(const std::vector<std::string>& words) {
     const auto seed = static_cast<std::uint64_t>(args.integer("--seed", 0, 0, std::numeric_limits<long long>::max()));
     simnpo::check_output_directory(out, "--out");
     const simnpo::OutputLock lock(out);
-    auto config = simnpo::model::read_config(config_path);
-    // The parameters and gradients, then save's host copy and file bytes: 16 bytes a parameter.
-    simnpo::model::check_fits_in_memory(config, 16, config_path.string());
-    simnpo::model::Gpt<simnpo::cpu, float> model(std::move(config));
-    simnpo::model::init_gpt2(model, seed);
-    simnpo::model::save(model, out);
-    std::cout << "wrote " << out.string() << " (" << model.layout().total() << " parameters, seed " << seed << ")\n";
-    return 0;
+    const auto json = simnpo::parse_json(simnpo::read_text_file(config_path), config_path.string());
+    const auto type = json.is_object() && json.contains("model_type") && json["model_type"].is_string()
+                          ? json["model_type"].get<std::string>()
+                          : std::string("gpt2");
+    return simnpo::model::with_family(type, config_path.string(), [&]<class Family>(std::type_identity<Family>) {
+        auto config = Family::read_config(config_path);
+        // The parameters and gradients, then save's host copy and file bytes: 16 bytes a parameter.
+        simnpo::model::check_fits_in_memory(config, 16, config_path.string());
+        simnpo::model::CausalLM<Family, simnpo::cpu, float> model(std::move(config));
+        simnpo::model::init_weights(model, seed);
+        simnpo::model::save(model, out);
+        std::cout << "wrote " << out.string() << " (" << model.layout().total() << " parameters, seed " << seed
+                  << ")\n";
+        return 0;
+    });
 }
 
 }  // namespace

@@ -73,30 +73,32 @@ inline int run_relearn(const std::vector<std::string>& words) {
     options.probe.max_new_tokens = args.integer("--max-new-tokens", 200, 1, 1 << 20);
     options.rouge = !args.has("--no-rouge");
 
-    auto model = model::load<simnpo::cpu, float>(t.model_dir);
-    const TextInput text(args, t.model_dir);
-    const auto& format = text.required("simnpo relearn");
-    const auto relearn = [&](const auto& optimizer) {
-        if (t.log.empty()) return eval::relearn(model, optimizer, format, std::span(forget), std::span(holdout), options);
-        train::JsonlLog log(t.log, false);
-        return eval::relearn(model, optimizer, format, std::span(forget), std::span(holdout), options, log);
-    };
-    const auto result = t.optimizer == "adamw" ? relearn(optim::AdamW(t.adam)) : relearn(optim::SGD(t.sgd));
+    return model::with_family(t.model_dir, [&]<class Family>(std::type_identity<Family>) {
+        auto model = model::load<model::CausalLM<Family, simnpo::cpu, float>>(t.model_dir);
+        const TextInput text(args, t.model_dir);
+        const auto& format = text.required("simnpo relearn");
+        const auto relearn = [&](const auto& optimizer) {
+            if (t.log.empty()) return eval::relearn(model, optimizer, format, std::span(forget), std::span(holdout), options);
+            train::JsonlLog log(t.log, false);
+            return eval::relearn(model, optimizer, format, std::span(forget), std::span(holdout), options, log);
+        };
+        const auto result = t.optimizer == "adamw" ? relearn(optim::AdamW(t.adam)) : relearn(optim::SGD(t.sgd));
 
-    detail::save_output(t.out, model, text, {{"relearn.json", eval::to_json(result).dump(1) + "\n"}});
-    std::printf("relearning on %zu of %zu forget examples (AUC: members ranked by loss-like scores)\n",
-                result.subset.size(), forget.size());
-    std::printf("%6s %12s %12s %9s %9s %9s %9s %9s\n", "step", "probability", "unseen_prob", "rouge_l", "auc_loss",
-                "auc_zlib", "auc_mink", "auc_mink++");
-    for (const auto& p : result.points) {
-        char unseen[32] = "-", rouge[32] = "-";
-        if (p.unseen_probability) std::snprintf(unseen, sizeof unseen, "%.4f", *p.unseen_probability);
-        if (p.rouge_l_recall) std::snprintf(rouge, sizeof rouge, "%.4f", *p.rouge_l_recall);
-        std::printf("%6lld %12.4f %12s %9s %9.4f %9.4f %9.4f %9.4f\n", static_cast<long long>(p.step), p.probability,
-                    unseen, rouge, p.auc[0], p.auc[1], p.auc[2], p.auc[3]);
-    }
-    std::printf("wrote %s\n", (t.out / "relearn.json").c_str());
-    return 0;
+        detail::save_output(t.out, model, text, {{"relearn.json", eval::to_json(result).dump(1) + "\n"}});
+        std::printf("relearning on %zu of %zu forget examples (AUC: members ranked by loss-like scores)\n",
+                    result.subset.size(), forget.size());
+        std::printf("%6s %12s %12s %9s %9s %9s %9s %9s\n", "step", "probability", "unseen_prob", "rouge_l", "auc_loss",
+                    "auc_zlib", "auc_mink", "auc_mink++");
+        for (const auto& p : result.points) {
+            char unseen[32] = "-", rouge[32] = "-";
+            if (p.unseen_probability) std::snprintf(unseen, sizeof unseen, "%.4f", *p.unseen_probability);
+            if (p.rouge_l_recall) std::snprintf(rouge, sizeof rouge, "%.4f", *p.rouge_l_recall);
+            std::printf("%6lld %12.4f %12s %9s %9.4f %9.4f %9.4f %9.4f\n", static_cast<long long>(p.step), p.probability,
+                        unseen, rouge, p.auc[0], p.auc[1], p.auc[2], p.auc[3]);
+        }
+        std::printf("wrote %s\n", (t.out / "relearn.json").c_str());
+        return 0;
+    });
 }
 
 }  // namespace simnpo::cli

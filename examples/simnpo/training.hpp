@@ -229,14 +229,16 @@ int run_train(const std::vector<std::string>& words) {
     const OutputLock lock(t.out);
     detail::prepare_output(t);
     const std::filesystem::path data_path = args.required("--data");
-    auto model = model::load<Backend, float>(t.model_dir, make_backend<Backend>(t.tf32));
-    const TextInput text(args, t.model_dir);
-    const auto examples = data::read_jsonl(data_path, model.config(), text.format());
-    loss::NoReference none;
-    const auto summary = detail::run_loop(model, none, loss::Objective<loss::NLL>{}, t, examples, {});
-    detail::save_output(t.out, model, text);
-    detail::report(summary, t.out);
-    return 0;
+    return model::with_family(t.model_dir, [&]<class Family>(std::type_identity<Family>) {
+        auto model = model::load<model::CausalLM<Family, Backend, float>>(t.model_dir, make_backend<Backend>(t.tf32));
+        const TextInput text(args, t.model_dir);
+        const auto examples = data::read_jsonl(data_path, model.config(), text.format());
+        loss::NoReference none;
+        const auto summary = detail::run_loop(model, none, loss::Objective<loss::NLL>{}, t, examples, {});
+        detail::save_output(t.out, model, text);
+        detail::report(summary, t.out);
+        return 0;
+    });
 }
 
 template <class Backend>
@@ -281,57 +283,59 @@ int run_unlearn(const std::vector<std::string>& words) {
     if (forget_loss == "simnpo") t.options.run_config["gamma"] = gamma;
     if (needs_reference) t.options.run_config["reference"] = "model";  // the model as loaded; --reference replaces it
 
-    using Model = model::Gpt<Backend, float>;
-    Model model = model::load<Backend, float>(t.model_dir, make_backend<Backend>(t.tf32));
-    const TextInput text(args, t.model_dir);
-    const auto forget = data::read_jsonl(args.required("--forget"), model.config(), text.format());
-    const auto retain = args.has("--retain")
-                            ? data::read_jsonl(args.required("--retain"), model.config(), text.format())
-                            : std::vector<data::Example>{};
+    return model::with_family(t.model_dir, [&]<class Family>(std::type_identity<Family>) {
+        using Model = model::CausalLM<Family, Backend, float>;
+        Model model = model::load<Model>(t.model_dir, make_backend<Backend>(t.tf32));
+        const TextInput text(args, t.model_dir);
+        const auto forget = data::read_jsonl(args.required("--forget"), model.config(), text.format());
+        const auto retain = args.has("--retain")
+                                ? data::read_jsonl(args.required("--retain"), model.config(), text.format())
+                                : std::vector<data::Example>{};
 
-    // The reference is loaded before anything changes the model: --resume
-    // loads the checkpoint into the model inside the loop.
-    const auto run = [&](const auto& objective) {
-        using Objective = std::remove_cvref_t<decltype(objective)>;
-        if constexpr (Objective::needs_reference) {
-            std::optional<loss::FrozenReference<Model>> reference;
-            if (args.has("--reference")) {
-                const auto reference_model =
-                    model::load<Backend, float>(args.required("--reference"), make_backend<Backend>(t.tf32));
-                if (reference_model.config().vocab_size != model.config().vocab_size)
-                    fail(args.required("--reference"), ": the reference's vocabulary differs from the model's");
-                t.options.run_config["reference"] = train::detail::model_fingerprint(reference_model);
-                reference.emplace(reference_model);
+        // The reference is loaded before anything changes the model: --resume
+        // loads the checkpoint into the model inside the loop.
+        const auto run = [&](const auto& objective) {
+            using Objective = std::remove_cvref_t<decltype(objective)>;
+            if constexpr (Objective::needs_reference) {
+                std::optional<loss::FrozenReference<Model>> reference;
+                if (args.has("--reference")) {
+                    const auto reference_model =
+                        model::load<Model>(args.required("--reference"), make_backend<Backend>(t.tf32));
+                    if (reference_model.config().vocab_size != model.config().vocab_size)
+                        fail(args.required("--reference"), ": the reference's vocabulary differs from the model's");
+                    t.options.run_config["reference"] = train::detail::model_fingerprint(reference_model);
+                    reference.emplace(reference_model);
+                } else {
+                    reference.emplace(model);
+                }
+                return detail::run_loop(model, *reference, objective, t, forget, retain);
             } else {
-                reference.emplace(model);
+                loss::NoReference none;
+                return detail::run_loop(model, none, objective, t, forget, retain);
             }
-            return detail::run_loop(model, *reference, objective, t, forget, retain);
-        } else {
-            loss::NoReference none;
-            return detail::run_loop(model, none, objective, t, forget, retain);
+        };
+        const auto with_retain = [&](const auto& forget_term) {
+            using Forget = std::remove_cvref_t<decltype(forget_term)>;
+            const loss::ObjectiveWeights w{forget_weight, retain_weight};
+            if (retain_loss == "nll") return run(loss::Objective<Forget, loss::NLL>(forget_term, loss::NLL{}, w));
+            if (retain_loss == "kl") return run(loss::Objective<Forget, loss::KL>(forget_term, loss::KL{}, w));
+            return run(loss::Objective<Forget>(forget_term, loss::NoRetain{}, w));
+        };
+        train::Summary summary;
+        if (forget_loss == "ga") summary = with_retain(loss::GradAscent{});
+        else if (forget_loss == "npo") summary = with_retain(loss::NPO({.beta = beta}));
+        else if (forget_loss == "simnpo") summary = with_retain(loss::SimNPO({.beta = beta, .gamma = gamma}));
+        else {
+            loss::DPO dpo(data::read_refusals(args.required("--refusals"), model.config(), text.format()), {.beta = beta});
+            Fingerprint refusals;
+            for (const auto& answer : dpo.refusals()) refusals.add_values(std::span<const std::int32_t>(answer));
+            t.options.run_config["refusals"] = refusals.hex();
+            summary = with_retain(dpo);
         }
-    };
-    const auto with_retain = [&](const auto& forget_term) {
-        using Forget = std::remove_cvref_t<decltype(forget_term)>;
-        const loss::ObjectiveWeights w{forget_weight, retain_weight};
-        if (retain_loss == "nll") return run(loss::Objective<Forget, loss::NLL>(forget_term, loss::NLL{}, w));
-        if (retain_loss == "kl") return run(loss::Objective<Forget, loss::KL>(forget_term, loss::KL{}, w));
-        return run(loss::Objective<Forget>(forget_term, loss::NoRetain{}, w));
-    };
-    train::Summary summary;
-    if (forget_loss == "ga") summary = with_retain(loss::GradAscent{});
-    else if (forget_loss == "npo") summary = with_retain(loss::NPO({.beta = beta}));
-    else if (forget_loss == "simnpo") summary = with_retain(loss::SimNPO({.beta = beta, .gamma = gamma}));
-    else {
-        loss::DPO dpo(data::read_refusals(args.required("--refusals"), model.config(), text.format()), {.beta = beta});
-        Fingerprint refusals;
-        for (const auto& answer : dpo.refusals()) refusals.add_values(std::span<const std::int32_t>(answer));
-        t.options.run_config["refusals"] = refusals.hex();
-        summary = with_retain(dpo);
-    }
-    detail::save_output(t.out, model, text);
-    detail::report(summary, t.out);
-    return 0;
+        detail::save_output(t.out, model, text);
+        detail::report(summary, t.out);
+        return 0;
+    });
 }
 
 }  // namespace simnpo::cli

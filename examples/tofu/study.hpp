@@ -156,7 +156,7 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
     const json key = model_key(name, examples.size(), s);
     const fs::path dir = model_dir(name, examples.size(), s, cache);
     if (fs::exists(dir / "config.json")) {
-        Model model = simnpo::model::load<simnpo::cpu, float>(dir);
+        Model model = simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(dir);
         if (model.config().extra.value("tofu_study", json()) != key)
             simnpo::fail(dir.string(), ": the cached model was trained with other settings; delete the directory");
         std::fprintf(log, "%s model: loaded from %s\n", name.c_str(), dir.c_str());
@@ -165,7 +165,7 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
     simnpo::model::Config config = model_config(s, format.tokenizer());
     config.extra = {{"tofu_study", key}};
     Model model(config);
-    simnpo::model::init_gpt2(model, s.seed);
+    simnpo::model::init_weights(model, s.seed);
     std::fprintf(log, "%s model: training on %zu examples, %lld epochs\n", name.c_str(), examples.size(),
                  static_cast<long long>(s.train_epochs));
     const auto started = std::chrono::steady_clock::now();

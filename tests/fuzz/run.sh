@@ -29,6 +29,9 @@ seed() {  # seed <target> <corpus dir>
         printf '%s' '{"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,' \
             ' "layer_norm_epsilon": 1e-05, "model_type": "gpt2"}' >"$2/gpt2.json"
         printf '%s' '{"vocab_size": 11, "n_positions": 8, "n_embd": 8, "n_layer": 2, "n_head": 2}' >"$2/small.json"
+        for variant in llama2 llama3 qwen2 mistral phi3; do  # the Llama family's readers
+            cp "$root/tests/fixtures/llama/$variant/config.json" "$2/$variant.json"
+        done
         ;;
     fuzz_tokenizer)
         # vocab.json, a NUL, merges.txt: the 256 byte tokens, "Ġt" and "he", and their rules.
@@ -66,6 +69,9 @@ write(sys.argv[1] + "/two.safetensors",
        "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]}},
       struct.pack("<6f", 1, -2, 0.5, 3, 0, 1e-3))
 write(sys.argv[1] + "/empty.safetensors", {}, b"")
+with open(sys.argv[1] + "/index.json", "w") as out:  # a shard index, for parse_weight_index
+    json.dump({"metadata": {"total_size": 24}, "weight_map": {"w": "model-00001-of-00002.safetensors",
+                                                              "b": "model-00002-of-00002.safetensors"}}, out)
 PY
         ;;
     esac

@@ -27,7 +27,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 
 status=0
 echo "== parity: CPU backend vs CUDA backend"
-if "$build/tests/test_cuda_parity" --log_level=test_suite --report_level=short >"$out/parity.log" 2>&1; then
+if SIMNPO_FIXTURES_DIR="$PWD/tests/fixtures" "$build/tests/test_cuda_parity" --log_level=test_suite --report_level=short >"$out/parity.log" 2>&1; then
     parity=passed
 else
     parity="FAILED (exit $?)"

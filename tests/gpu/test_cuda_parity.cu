@@ -12,8 +12,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <simnpo/cuda.hpp>
@@ -48,7 +50,7 @@ GpuModel to_gpu(const CpuModel& cpu, simnpo::cuda backend = {}) {
 
 CpuModel random_model(const simnpo::model::Config& config, std::uint64_t seed) {
     CpuModel model(config);
-    simnpo::model::init_gpt2(model, seed);
+    simnpo::model::init_weights(model, seed);
     // Non-trivial LayerNorm parameters and biases, so that their gradients are tested in earnest.
     simnpo::Rng rng(seed + 1);
     for (const auto& slot : model.layout().slots())
@@ -86,7 +88,7 @@ double relative_error(const std::vector<float>& a, const std::vector<float>& b) 
 }
 
 // Each named tensor of two slabs laid out alike, compared on its own scale.
-void check_tensors(const simnpo::model::ParamLayout& layout, const std::vector<float>& expected,
+void check_tensors(const simnpo::model::TensorLayout& layout, const std::vector<float>& expected,
                    const std::vector<float>& actual, double tolerance, const std::string& what) {
     for (const auto& slot : layout.slots()) {
         const std::vector<float> e(expected.begin() + static_cast<std::ptrdiff_t>(slot.offset),
@@ -286,8 +288,36 @@ BOOST_AUTO_TEST_CASE(save_and_load_round_trip_through_the_gpu) {
     const GpuModel gpu = to_gpu(cpu);
     const simnpo::testing::TempDir dir;
     simnpo::model::save(gpu, dir.path);
-    const auto loaded = simnpo::model::load<simnpo::cuda, float>(dir.path);
+    const auto loaded = simnpo::model::load<simnpo::model::Gpt<simnpo::cuda, float>>(dir.path);
     BOOST_TEST(host(loaded, loaded.params()) == std::vector<float>(cpu.params().begin(), cpu.params().end()));
+}
+
+// Each Llama-family fixture (llama2, llama3 from BF16 shards, qwen2 tied with
+// biases, mistral's window and head_dim, phi3's fused projections) loaded onto
+// both backends: the same log-probabilities and every parameter gradient.
+BOOST_AUTO_TEST_CASE(llama_family_models_match) {
+    using CpuLlama = simnpo::model::Llama<simnpo::cpu, float>;
+    using GpuLlama = simnpo::model::Llama<simnpo::cuda, float>;
+    for (const std::string variant : {"llama2", "llama3", "qwen2", "mistral", "phi3"}) {
+        BOOST_TEST_CONTEXT(variant) {
+            // The device machine runs a copy of the tree elsewhere: SIMNPO_FIXTURES_DIR may name it.
+            const char* fixtures = std::getenv("SIMNPO_FIXTURES_DIR");
+            const std::string dir = std::string(fixtures != nullptr ? fixtures : SIMNPO_FIXTURES_DIR) + "/llama/" + variant;
+            auto cpu = simnpo::model::load<CpuLlama>(dir);
+            auto gpu = simnpo::model::load<GpuLlama>(dir);
+            BOOST_TEST(host(gpu, gpu.params()) == std::vector<float>(cpu.params().begin(), cpu.params().end()));
+            const auto batch = simnpo::data::make_batch(simnpo::data::read_jsonl(dir + "/data.jsonl", cpu.config()));
+            cpu.forward(batch);
+            gpu.forward(batch);
+            BOOST_TEST(relative_error(cpu.logprobs(), gpu.logprobs()) < 1e-5);
+            BOOST_TEST(relative_error(cpu.logprobs(), std::as_const(gpu).score(batch).logprobs) < 1e-5);
+            const auto weights = random_weights(static_cast<std::size_t>(cpu.scored_count()), 3);
+            cpu.backward(std::span<const float>(weights), simnpo::GradStore::overwrite);
+            gpu.backward(std::span<const float>(weights), simnpo::GradStore::overwrite);
+            check_tensors(cpu.layout(), std::vector<float>(cpu.grads().begin(), cpu.grads().end()),
+                          host(gpu, gpu.grads()), 1e-4, "gradient");
+        }
+    }
 }
 
 // ---- The Llama family's kernels, each against its CPU twin (the oracle), in float.

@@ -9,9 +9,17 @@
 #include <xtensor/xtensor.hpp>
 
 #include "simnpo/core/error.hpp"
-#include "simnpo/model/config.hpp"
 
 namespace simnpo::data {
+
+// What the data layer needs to know of a model: its vocabulary and its longest
+// sequence, with the config key that sets it (for error messages). Every
+// family's config converts to it.
+struct Limits {
+    std::int64_t vocab_size = 0;
+    std::int64_t max_positions = 0;
+    const char* positions_key = "n_positions";
+};
 
 // One training or evaluation example: the model reads prompt ++ answer and is
 // scored on the answer tokens only (DESIGN §5).
@@ -84,22 +92,22 @@ inline Batch make_batch(std::span<const Example> examples) {
 
 // The checks DESIGN §5 asks of every example against a model; `where` names
 // the file and line. Returns normally when the example is usable.
-inline void check_example(const Example& example, const model::Config& config,
-                          const std::string& where) {
+inline void check_example(const Example& example, const Limits& limits, const std::string& where) {
     if (example.prompt_ids.empty())
         fail(where, ": empty prompt (the first answer token needs a token to be predicted from)");
     if (example.answer_ids.empty()) fail(where, ": empty answer (nothing to score)");
     const auto check_ids = [&](const std::vector<std::int32_t>& ids, const char* field) {
         for (const auto id : ids)
-            if (id < 0 || id >= config.vocab_size)
+            if (id < 0 || id >= limits.vocab_size)
                 fail(where, ": token id ", id, " in '", field, "' is outside the vocabulary [0, ",
-                     config.vocab_size, ")");
+                     limits.vocab_size, ")");
     };
     check_ids(example.prompt_ids, "prompt_ids");
     check_ids(example.answer_ids, "answer_ids");
     const auto length = static_cast<std::int64_t>(example.prompt_ids.size() + example.answer_ids.size());
-    if (length > config.n_positions)
-        fail(where, ": sequence of ", length, " tokens is longer than n_positions = ", config.n_positions);
+    if (length > limits.max_positions)
+        fail(where, ": sequence of ", length, " tokens is longer than ", limits.positions_key, " = ",
+             limits.max_positions);
 }
 
 }  // namespace simnpo::data

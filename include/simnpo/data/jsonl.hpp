@@ -18,7 +18,6 @@
 #include "simnpo/core/read_limits.hpp"
 #include "simnpo/data/example.hpp"
 #include "simnpo/data/text.hpp"
-#include "simnpo/model/config.hpp"
 
 namespace simnpo::data {
 
@@ -128,7 +127,7 @@ inline const std::string& text_field(const json& object, const char* key, const 
 
 // One example, of the ids form or (given a text format) the text form,
 // checked against the model.
-inline Example example_from_json(const json& value, const model::Config& config, const std::string& where,
+inline Example example_from_json(const json& value, const Limits& limits, const std::string& where,
                                  const TextFormat* text) {
     if (!value.is_object())
         fail(where, ": expected a JSON object with 'prompt_ids' and 'answer_ids' or 'question' and 'answer', got ",
@@ -141,13 +140,13 @@ inline Example example_from_json(const json& value, const model::Config& config,
             fail(where, ": text examples ('question'/'answer') need a tokenizer; use 'prompt_ids'/'answer_ids'");
         // Tokenising stops as soon as the example is too long: a huge line costs nothing.
         auto tokens = text->example(text_field(value, "question", where), text_field(value, "answer", where),
-                                    static_cast<std::size_t>(config.n_positions));
-        if (!tokens) fail(where, ": sequence is longer than n_positions = ", config.n_positions, " tokens");
+                                    static_cast<std::size_t>(limits.max_positions));
+        if (!tokens) fail(where, ": sequence is longer than ", limits.positions_key, " = ", limits.max_positions, " tokens");
         example = std::move(*tokens);
     } else {
         example = {token_ids(value, "prompt_ids", where), token_ids(value, "answer_ids", where)};
     }
-    check_example(example, config, where);
+    check_example(example, limits, where);
     return example;
 }
 
@@ -201,11 +200,11 @@ void for_each_record(std::string_view text, const std::string& where, Record&& r
 // objects; errors read "<where>:<line>: ..." or "<where>: element <n>: ...".
 // A line may hold at most max_line_bytes (16 MiB), an object each key once.
 // Text examples need `format`.
-inline std::vector<Example> parse_examples(std::string_view text, const model::Config& config,
+inline std::vector<Example> parse_examples(std::string_view text, const Limits& limits,
                                            const std::string& where, const TextFormat* format = nullptr) {
     std::vector<Example> examples;
     detail::for_each_record(text, where, [&](const detail::json& value, const std::string& at) {
-        examples.push_back(detail::example_from_json(value, config, at, format));
+        examples.push_back(detail::example_from_json(value, limits, at, format));
     });
     if (examples.empty()) fail(where, ": no examples");
     return examples;
@@ -214,7 +213,7 @@ inline std::vector<Example> parse_examples(std::string_view text, const model::C
 // Refusal answers for DPO ("I don't know" style), one {"answer_ids": [...]}
 // or (given a text format) {"answer": "..."} per line, each checked against
 // the vocabulary.
-inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view text, const model::Config& config,
+inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view text, const Limits& limits,
                                                              const std::string& where,
                                                              const TextFormat* format = nullptr) {
     std::vector<std::vector<std::int32_t>> answers;
@@ -226,14 +225,14 @@ inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view te
         std::vector<std::int32_t> answer;
         if (is_text) {
             auto ids = format->answer_ids(detail::text_field(value, "answer", at),
-                                          static_cast<std::size_t>(config.n_positions) - 1);
-            if (!ids) fail(at, ": sequence is longer than n_positions = ", config.n_positions, " tokens");
+                                          static_cast<std::size_t>(limits.max_positions) - 1);
+            if (!ids) fail(at, ": sequence is longer than ", limits.positions_key, " = ", limits.max_positions, " tokens");
             answer = std::move(*ids);
         } else {
             answer = detail::token_ids(value, "answer_ids", at);
         }
         Example example{{0}, std::move(answer)};
-        check_example(example, config, at);
+        check_example(example, limits, at);
         answers.push_back(std::move(example.answer_ids));
     });
     if (answers.empty()) fail(where, ": no refusal answers");
@@ -241,21 +240,21 @@ inline std::vector<std::vector<std::int32_t>> parse_refusals(std::string_view te
 }
 
 inline std::vector<std::vector<std::int32_t>> read_refusals(const std::filesystem::path& path,
-                                                            const model::Config& config,
+                                                            const Limits& limits,
                                                             const TextFormat* format = nullptr) {
-    return parse_refusals(read_text_file(path), config, path.string(), format);
+    return parse_refusals(read_text_file(path), limits, path.string(), format);
 }
 
 // The examples of a JSON Lines (or JSON array) file; errors name the file.
 // Text examples need `format`.
-inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const model::Config& config,
+inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const Limits& limits,
                                        const TextFormat* format = nullptr) {
-    return parse_examples(read_text_file(path), config, path.string(), format);
+    return parse_examples(read_text_file(path), limits, path.string(), format);
 }
 
-inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const model::Config& config,
+inline std::vector<Example> read_jsonl(const std::filesystem::path& path, const Limits& limits,
                                        const TextFormat& format) {
-    return read_jsonl(path, config, &format);
+    return read_jsonl(path, limits, &format);
 }
 
 // A question and its answer, as a text file has them.

@@ -18,9 +18,9 @@ namespace simnpo::eval {
 // the retain loss loss::KL measures, here as an evaluation: how far the model is
 // from, say, a model retrained without the forget data. The reference caches its
 // distributions, so repeated evaluations on the same examples cost one model
-// forward each. The model's last forward pass is overwritten.
+// forward each.
 template <class Model>
-double mean_token_kl(loss::FrozenReference<Model>& reference, Model& model, std::span<const data::Example> examples,
+double mean_token_kl(loss::FrozenReference<Model>& reference, const Model& model, std::span<const data::Example> examples,
                      std::int64_t batch_size = 256) {
     if (examples.empty()) fail("mean_token_kl: no examples");
     if (batch_size < 1) fail("mean_token_kl: batch_size must be at least 1, got ", batch_size);
@@ -33,14 +33,15 @@ double mean_token_kl(loss::FrozenReference<Model>& reference, Model& model, std:
     const auto step = static_cast<std::size_t>(batch_size);
     for (std::size_t begin = 0; begin < examples.size(); begin += step) {
         const auto chunk = examples.subspan(begin, std::min(step, examples.size() - begin));
-        model.forward(data::make_batch(chunk));
+        const auto scores = model.score(data::make_batch(chunk));
+        const auto scored = static_cast<std::int64_t>(scores.logprobs.size());
         const std::span<Scalar> ref = reference.distributions(chunk);
-        typename Model::template Buffer<double> per_position(static_cast<std::size_t>(model.scored_count()));
+        typename Model::template Buffer<double> per_position(static_cast<std::size_t>(scored));
         // The loss's gradient is not wanted; it overwrites the reference's scratch copy.
-        const loss::Distributions<Scalar> d{model.logits().data(), ref.data(),         ref.data(),
-                                            per_position.data(),   model.scored_count(), model.config().vocab_size};
-        sum += loss::KL{}.evaluate(model.backend(), d) * static_cast<double>(model.scored_count());
-        positions += model.scored_count();
+        const loss::Distributions<Scalar> d{scores.logits.data(), ref.data(), ref.data(), per_position.data(),
+                                            scored, model.config().vocab_size};
+        sum += loss::KL{}.evaluate(model.backend(), d) * static_cast<double>(scored);
+        positions += scored;
     }
     return sum / static_cast<double>(positions);
 }

@@ -38,8 +38,8 @@ struct VerbMemOptions {
 
 // The ROUGE-L F1 of each prompt's greedy continuation against its reference
 // text, and their mean: what VerbMem and KnowMem both measure.
-template <class Scalar>
-Memorization continuation_f1(const model::Gpt<simnpo::cpu, Scalar>& model, const tokenizer::Gpt2Tokenizer& tokenizer,
+template <model::CpuModel Model>
+Memorization continuation_f1(const Model& model, const tokenizer::Gpt2Tokenizer& tokenizer,
                              std::span<const std::vector<std::int32_t>> prompts, std::span<const std::string> references,
                              const model::GenerateOptions& options, const char* metric) {
     if (prompts.empty()) fail(metric, ": nothing to score");
@@ -62,8 +62,8 @@ Memorization continuation_f1(const model::Gpt<simnpo::cpu, Scalar>& model, const
 // each is cut after `prefix_tokens`, and the greedy continuation of the cut is
 // compared with the rest (its first max_new_tokens). Texts no longer than the
 // prefix are skipped and counted.
-template <class Scalar>
-Memorization verbmem(const model::Gpt<simnpo::cpu, Scalar>& model, const tokenizer::Gpt2Tokenizer& tokenizer,
+template <model::CpuModel Model>
+Memorization verbmem(const Model& model, const tokenizer::Gpt2Tokenizer& tokenizer,
                      std::span<const std::vector<std::int32_t>> texts, const VerbMemOptions& options = {}) {
     if (options.prefix_tokens == 0) fail("verbmem: prefix_tokens must be at least 1");
     if (options.max_new_tokens < 1) fail("verbmem: max_new_tokens must be at least 1");
@@ -93,8 +93,8 @@ Memorization verbmem(const model::Gpt<simnpo::cpu, Scalar>& model, const tokeniz
 // the prompt is the question and the answer's first `prefix_tokens` tokens,
 // the reference the rest of the answer; the continuation ends at end-of-text.
 // Answers no longer than the prefix are skipped and counted.
-template <class Scalar>
-Memorization verbmem(const model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& format,
+template <model::CpuModel Model>
+Memorization verbmem(const Model& model, const data::TextFormat& format,
                      std::span<const data::QuestionAnswer> pairs, std::size_t prefix_tokens,
                      std::int64_t max_new_tokens = 200) {
     std::vector<std::vector<std::int32_t>> prompts;
@@ -108,9 +108,9 @@ Memorization verbmem(const model::Gpt<simnpo::cpu, Scalar>& model, const data::T
         }
         auto prompt = format.prompt_ids(pair.question);
         prompt.insert(prompt.end(), answer.begin(), answer.begin() + static_cast<std::ptrdiff_t>(prefix_tokens));
-        if (static_cast<std::int64_t>(prompt.size()) > model.config().n_positions)
+        if (static_cast<std::int64_t>(prompt.size()) > model.config().max_positions())
             fail("verbmem: question ", prompts.size() + skipped + 1, ": its prompt is longer than n_positions = ",
-                 model.config().n_positions);
+                 model.config().max_positions());
         prompts.push_back(std::move(prompt));
         rests.push_back(format.tokenizer().decode(std::span<const std::int32_t>(answer).subspan(prefix_tokens)));
     }
@@ -124,16 +124,16 @@ Memorization verbmem(const model::Gpt<simnpo::cpu, Scalar>& model, const data::T
 }
 
 // KnowMem: the greedy answer to each question (ending at end-of-text) against its answer.
-template <class Scalar>
-Memorization knowmem(const model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& format,
+template <model::CpuModel Model>
+Memorization knowmem(const Model& model, const data::TextFormat& format,
                      std::span<const data::QuestionAnswer> pairs, std::int64_t max_new_tokens = 200) {
     std::vector<std::vector<std::int32_t>> prompts;
     std::vector<std::string> answers;
     for (const auto& pair : pairs) {
         prompts.push_back(format.prompt_ids(pair.question));
-        if (static_cast<std::int64_t>(prompts.back().size()) > model.config().n_positions)
+        if (static_cast<std::int64_t>(prompts.back().size()) > model.config().max_positions())
             fail("knowmem: question ", prompts.size(), ": its prompt is longer than n_positions = ",
-                 model.config().n_positions);
+                 model.config().max_positions());
         answers.push_back(pair.answer);
     }
     return continuation_f1(model, format.tokenizer(), std::span<const std::vector<std::int32_t>>(prompts), answers,

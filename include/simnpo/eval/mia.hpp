@@ -86,9 +86,10 @@ void add_token_statistics(TokenStatistics& stats, std::span<const Scalar> logits
 }
 
 // Each example's answer-token statistics under `model`, `batch_size` examples a forward.
-template <class Backend, class Scalar>
-std::vector<TokenStatistics> token_statistics(model::Gpt<Backend, Scalar>& model, std::span<const data::Example> examples,
+template <model::CausalModel Model>
+std::vector<TokenStatistics> token_statistics(const Model& model, std::span<const data::Example> examples,
                                               std::size_t batch_size = 16) {
+    using Scalar = typename Model::scalar_type;
     if (batch_size == 0) fail("token_statistics: batch_size must be at least 1");
     const auto V = static_cast<std::size_t>(model.config().vocab_size);
     std::vector<TokenStatistics> result(examples.size());
@@ -96,11 +97,11 @@ std::vector<TokenStatistics> token_statistics(model::Gpt<Backend, Scalar>& model
     for (std::size_t first = 0; first < examples.size(); first += batch_size) {
         const auto chunk = examples.subspan(first, std::min(batch_size, examples.size() - first));
         const data::Batch batch = data::make_batch(chunk);
-        model.forward(batch);  // checks every target against the vocabulary
-        logits.resize(static_cast<std::size_t>(model.scored_count()) * V);
-        copy_to_host(model.backend(), std::span<Scalar>(logits), model.logits().data());
-        const auto positions = model.scored_positions();
-        const std::int64_t T = model.batch_columns();
+        const auto scores = model.score(batch);  // checks every target against the vocabulary
+        logits.resize(scores.logprobs.size() * V);
+        copy_to_host(model.backend(), std::span<Scalar>(logits), scores.logits.data());
+        const std::span<const std::int64_t> positions = scores.positions;
+        const std::int64_t T = scores.columns;
         // Scored positions come in row order: row b's are [begin[b], begin[b + 1]).
         std::vector<std::size_t> begin(chunk.size() + 1, positions.size());
         for (std::size_t n = positions.size(); n-- > 0;) begin[static_cast<std::size_t>(positions[n] / T)] = n;

@@ -50,8 +50,8 @@ inline std::string holdout_file(const std::string& split) {
 }
 
 // The attacks' scores of each pair's answer (zlib compresses the answer text).
-template <class Backend, class Scalar>
-MiaScores scores(model::Gpt<Backend, Scalar>& model, const data::TextFormat& format,
+template <model::CausalModel Model>
+MiaScores scores(const Model& model, const data::TextFormat& format,
                  std::span<const data::QuestionAnswer> pairs, const Options& options, const std::string& where) {
     std::vector<data::Example> examples;
     std::vector<std::string> answers;
@@ -66,8 +66,8 @@ MiaScores scores(model::Gpt<Backend, Scalar>& model, const data::TextFormat& for
 
 // Each attack's AUC of `model` on members against non-members: all that the
 // retain model contributes to PrivLeak.
-template <class Backend, class Scalar>
-Aucs mia_aucs(model::Gpt<Backend, Scalar>& model, const data::TextFormat& format,
+template <model::CausalModel Model>
+Aucs mia_aucs(const Model& model, const data::TextFormat& format,
               std::span<const data::QuestionAnswer> members, std::span<const data::QuestionAnswer> nonmembers,
               const Options& options = {}) {
     return aucs(scores(model, format, members, options, "members"),
@@ -84,8 +84,8 @@ inline void set_privleak(Report& report, const Aucs& retain_auc) {
 // Every privacy metric of `model`: the attacks on members against non-members,
 // PrivLeak when the retain model's AUCs are given, and (options.memorization)
 // VerbMem and KnowMem on the members.
-template <class Scalar>
-Report evaluate(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& format,
+template <model::CpuModel Model>
+Report evaluate(const Model& model, const data::TextFormat& format,
                 std::span<const data::QuestionAnswer> members, std::span<const data::QuestionAnswer> nonmembers,
                 const std::optional<Aucs>& retain_auc, const Options& options = {}) {
     Report report;
@@ -101,8 +101,8 @@ Report evaluate(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& 
 }
 
 // The same on the TOFU files in `data_dir`: the forget split against its holdout.
-template <class Scalar>
-Report evaluate(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& format,
+template <model::CpuModel Model>
+Report evaluate(const Model& model, const data::TextFormat& format,
                 const std::filesystem::path& data_dir, const std::string& split, const std::optional<Aucs>& retain_auc,
                 const Options& options = {}) {
     const auto members = data::read_question_answers(data_dir / (split + ".jsonl"));

@@ -62,8 +62,8 @@ inline std::vector<std::size_t> random_subset(std::size_t n, std::size_t count, 
 
 namespace detail {
 
-template <class Scalar>
-RelearnPoint relearn_probe(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& format,
+template <model::CpuModel Model>
+RelearnPoint relearn_probe(Model& model, const data::TextFormat& format,
                            std::span<const data::QuestionAnswer> forget, std::span<const data::QuestionAnswer> holdout,
                            const std::vector<bool>& in_subset, const RelearnOptions& options, std::int64_t step) {
     RelearnPoint point;
@@ -104,8 +104,8 @@ RelearnPoint relearn_probe(model::Gpt<simnpo::cpu, Scalar>& model, const data::T
 // `holdout`) before the first step, every options.eval_every steps and after
 // the last. The model is left relearned. `callbacks` see the fine-tuning's
 // steps as train::train's do.
-template <class Scalar, class Optimizer, class... Callbacks>
-RelearnResult relearn(model::Gpt<simnpo::cpu, Scalar>& model, const Optimizer& optimizer,
+template <model::CpuModel Model, class Optimizer, class... Callbacks>
+RelearnResult relearn(Model& model, const Optimizer& optimizer,
                       const data::TextFormat& format, std::span<const data::QuestionAnswer> forget,
                       std::span<const data::QuestionAnswer> holdout, const RelearnOptions& options,
                       Callbacks&&... callbacks) {

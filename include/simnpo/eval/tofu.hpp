@@ -156,15 +156,14 @@ inline SetResult summarize(Set set, std::vector<QuestionResult> questions) {
 }
 
 // n(a) for each example: the mean NLL of its answer tokens, `batch_size` at a time.
-template <class Backend, class Scalar>
-std::vector<double> mean_nll(model::Gpt<Backend, Scalar>& model, std::span<const data::Example> examples,
+template <model::CausalModel Model>
+std::vector<double> mean_nll(const Model& model, std::span<const data::Example> examples,
                              std::size_t batch_size) {
     std::vector<double> nll;
     nll.reserve(examples.size());
     for (std::size_t first = 0; first < examples.size(); first += batch_size) {
         const auto chunk = examples.subspan(first, std::min(batch_size, examples.size() - first));
-        model.forward(data::make_batch(chunk));
-        const auto sums = model.sequence_logprobs();
+        const auto sums = model.score(data::make_batch(chunk)).sequence_logprobs();
         for (std::size_t b = 0; b < chunk.size(); ++b)
             nll.push_back(-sums[b] / static_cast<double>(chunk[b].answer_ids.size()));
     }
@@ -173,8 +172,8 @@ std::vector<double> mean_nll(model::Gpt<Backend, Scalar>& model, std::span<const
 
 // Every metric of one set: n of each answer, R, the greedy answer and its
 // ROUGE-L recall per question, and the set's probability, truth ratio and ROUGE-L.
-template <class Scalar>
-SetResult evaluate_set(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& format,
+template <model::CpuModel Model>
+SetResult evaluate_set(const Model& model, const data::TextFormat& format,
                        std::span<const Question> questions, Set set, const Options& options = {},
                        const std::string& where = "tofu") {
     // Every answer of every question, in one list, scored in batches.
@@ -252,8 +251,8 @@ inline void check_split(const std::string& split) {
 }
 
 // The forget set alone: what the retain model contributes to forget quality.
-template <class Scalar>
-SetResult evaluate_forget_set(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& format,
+template <model::CpuModel Model>
+SetResult evaluate_forget_set(const Model& model, const data::TextFormat& format,
                               const std::filesystem::path& data_dir, const std::string& split,
                               const Options& options = {}) {
     check_split(split);
@@ -263,8 +262,8 @@ SetResult evaluate_forget_set(model::Gpt<simnpo::cpu, Scalar>& model, const data
 
 // The whole benchmark on the TOFU files in `data_dir`. Forget quality is
 // computed when the retain model's forget-set R values are given.
-template <class Scalar>
-Report evaluate(model::Gpt<simnpo::cpu, Scalar>& model, const data::TextFormat& format,
+template <model::CpuModel Model>
+Report evaluate(const Model& model, const data::TextFormat& format,
                 const std::filesystem::path& data_dir, const std::string& split,
                 std::optional<std::span<const double>> retain_truth_ratios, const Options& options = {}) {
     check_split(split);

@@ -57,10 +57,7 @@ public:
     // ℓ_ref of each example, in order.
     std::vector<double> sequence_logprobs(std::span<const data::Example> examples) {
         const auto missing = uncached(examples, logprob_cache_);
-        for (const auto& example : missing) {
-            forward_alone(example);
-            logprob_cache_.emplace(example, model_.sequence_logprobs().front());
-        }
+        for (const auto& example : missing) logprob_cache_.emplace(example, score_alone(example).sequence_logprobs().front());
         std::vector<double> result;
         result.reserve(examples.size());
         for (const auto& example : examples) result.push_back(logprob_cache_.at(example));
@@ -76,10 +73,11 @@ public:
         const auto missing = uncached(examples, distribution_cache_);
         std::unordered_map<data::Example, Buffer<Scalar>, data::ExampleHash> recomputed;
         for (const auto& example : missing) {
-            forward_alone(example);
+            const auto scores = score_alone(example);
             const auto size = static_cast<std::size_t>(example.answer_ids.size()) * static_cast<std::size_t>(V);
             Buffer<Scalar> block(size);
-            log_softmax(model_.backend(), block.data(), model_.logits().data(), model_.scored_count(), V);
+            log_softmax(model_.backend(), block.data(), scores.logits.data(),
+                        static_cast<std::int64_t>(scores.logprobs.size()), V);
             const std::size_t bytes = size * sizeof(Scalar);
             if (cached_bytes_ + bytes <= options_.distribution_cache_bytes) {
                 cached_bytes_ += bytes;
@@ -112,9 +110,9 @@ private:
         return missing;
     }
 
-    void forward_alone(const data::Example& example) {
-        model_.forward(data::make_batch(std::span<const data::Example>(&example, 1)));
+    auto score_alone(const data::Example& example) {
         ++forward_passes_;
+        return model_.score(data::make_batch(std::span<const data::Example>(&example, 1)));
     }
 
     Model model_;

@@ -17,8 +17,27 @@
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/file.hpp"
 #include "simnpo/core/json.hpp"
+#include "simnpo/data/example.hpp"
 
 namespace simnpo::model {
+
+namespace detail {
+
+// A sum of products of sizes read from a file, in int64, that notes an
+// overflow instead of wrapping: parameter counts are checked before anything
+// is allocated.
+struct CheckedCount {
+    std::int64_t total = 0;
+    bool overflowed = false;
+
+    void add(std::initializer_list<std::int64_t> factors) {
+        std::int64_t product = 1;
+        for (const auto factor : factors) overflowed |= __builtin_mul_overflow(product, factor, &product);
+        overflowed |= __builtin_add_overflow(total, product, &total);
+    }
+};
+
+}  // namespace detail
 
 // The GPT-2 shape, with Hugging Face GPT2Config's key names (DESIGN §4).
 struct Config {
@@ -32,6 +51,10 @@ struct Config {
     nlohmann::json extra = nlohmann::json::object();
 
     std::int64_t head_dim() const { return n_embd / n_head; }
+    // The seam's names (model/causal_lm.hpp): the residual stream's width and the longest sequence.
+    std::int64_t width() const { return n_embd; }
+    std::int64_t max_positions() const { return n_positions; }
+    operator data::Limits() const { return {vocab_size, n_positions, "n_positions"}; }
 
     // Throws Error naming `where` (a file or a flag) when a size is not usable.
     void validate(const std::string& where) const {
@@ -56,21 +79,16 @@ struct Config {
     // computed without laying them out, so that sizes can be checked before
     // anything is allocated; Error naming `where` when the count overflows int64.
     std::int64_t parameter_count(const std::string& where) const {
-        std::int64_t count = 0;
-        const auto add_product = [&](std::initializer_list<std::int64_t> factors) {
-            std::int64_t product = 1;
-            bool overflows = false;
-            for (const auto factor : factors) overflows |= __builtin_mul_overflow(product, factor, &product);
-            if (overflows || __builtin_add_overflow(count, product, &count))
-                fail(where, ": the sizes give more parameters than a 64-bit count holds (vocab_size ", vocab_size,
-                     ", n_positions ", n_positions, ", n_embd ", n_embd, ", n_layer ", n_layer, ")");
-        };
-        add_product({vocab_size, n_embd});
-        add_product({n_positions, n_embd});
-        add_product({n_layer, 12, n_embd, n_embd});
-        add_product({n_layer, 13, n_embd});
-        add_product({2, n_embd});
-        return count;
+        detail::CheckedCount count;
+        count.add({vocab_size, n_embd});
+        count.add({n_positions, n_embd});
+        count.add({n_layer, 12, n_embd, n_embd});
+        count.add({n_layer, 13, n_embd});
+        count.add({2, n_embd});
+        if (count.overflowed)
+            fail(where, ": the sizes give more parameters than a 64-bit count holds (vocab_size ", vocab_size,
+                 ", n_positions ", n_positions, ", n_embd ", n_embd, ", n_layer ", n_layer, ")");
+        return count.total;
     }
 };
 
@@ -118,7 +136,8 @@ inline std::uint64_t memory_available_bytes() {
 // `bytes_per_parameter` bytes for each parameter (its slabs and copies), fits
 // in memory_available_bytes(): a clear refusal instead of std::bad_alloc or
 // the system's out-of-memory killer.
-inline void check_fits_in_memory(const Config& config, std::uint64_t bytes_per_parameter, const std::string& where) {
+template <class AnyConfig>
+void check_fits_in_memory(const AnyConfig& config, std::uint64_t bytes_per_parameter, const std::string& where) {
     const auto parameters = static_cast<std::uint64_t>(config.parameter_count(where));
     std::uint64_t needed = 0;
     const bool overflows = __builtin_mul_overflow(parameters, bytes_per_parameter, &needed);

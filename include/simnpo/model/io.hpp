@@ -21,46 +21,14 @@
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/file.hpp"
 #include "simnpo/model/config.hpp"
-#include "simnpo/model/gpt.hpp"
+#include "simnpo/model/causal_lm.hpp"
 #include "simnpo/model/layout.hpp"
 #include "simnpo/model/safetensors.hpp"
+#include "simnpo/model/weights.hpp"
 
 namespace simnpo::model {
 
 namespace detail {
-
-// Hugging Face's causal-mask buffers, h.N.attn.bias and h.N.attn.masked_bias:
-// constants of the architecture, not parameters. (h.N.attn.c_attn.bias is one.)
-inline bool is_attention_mask_buffer(std::string_view name) {
-    if (!name.starts_with("h.")) return false;
-    name.remove_prefix(2);
-    std::size_t digits = 0;
-    while (digits < name.size() && name[digits] >= '0' && name[digits] <= '9') ++digits;
-    if (digits == 0) return false;
-    name.remove_prefix(digits);
-    return name == ".attn.bias" || name == ".attn.masked_bias";
-}
-
-// A tensor's name without Hugging Face's optional "transformer." prefix.
-inline std::string_view parameter_name(const SafetensorsTensor& tensor) {
-    std::string_view name = tensor.name;
-    if (name.starts_with("transformer.")) name.remove_prefix(std::string_view("transformer.").size());
-    return name;
-}
-
-// The elements of the tensors load reads as parameters: all but the
-// causal-mask buffers and the tied lm_head.weight.
-inline std::int64_t parameters_held(const SafetensorsFile& file) {
-    std::int64_t count = 0;
-    for (const auto& tensor : file.tensors()) {
-        const std::string_view name = parameter_name(tensor);
-        if (name == "lm_head.weight" || is_attention_mask_buffer(name)) continue;
-        std::int64_t elements = 1;
-        for (const auto extent : tensor.shape) elements *= extent;  // fits: the file holds its bytes
-        count += elements;
-    }
-    return count;
-}
 
 // A NaN or infinite weight makes every output NaN: refuse it, naming the tensor.
 template <class Scalar>
@@ -72,112 +40,157 @@ void check_finite(std::span<const Scalar> values, const std::string& tensor, con
 
 }  // namespace detail
 
-// Loads a model directory in Hugging Face's GPT-2 layout (DESIGN §4):
-// config.json and model.safetensors (F32, F16, BF16 or F64 tensors), onto
-// `backend` (its options: simnpo::cuda{.tf32 = true}, say).
-template <class Backend = simnpo::cpu, class Scalar = float>
-Gpt<Backend, Scalar> load(const std::filesystem::path& dir, Backend backend = {}) {
+// The `model_type` of a model directory's config.json ("gpt2" when the key is
+// absent: GPT-2 directories written before families had none).
+inline std::string model_type(const std::filesystem::path& dir) {
+    const auto path = dir / "config.json";
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) fail(path.string(), ": not found");
+    const auto json = parse_json(read_file(path), path.string());
+    if (!json.is_object()) fail(path.string(), ": expected a JSON object");
+    const auto it = json.find("model_type");
+    if (it == json.end()) return "gpt2";
+    if (!it->is_string()) fail(path.string(), ": 'model_type' must be a string");
+    return it->get<std::string>();
+}
+
+// Loads a model directory in Hugging Face's layout for `Model`'s family
+// (DESIGN §4): config.json and model.safetensors, or the shards that
+// model.safetensors.index.json names (F32, F16, BF16 or F64 tensors), onto
+// `backend` (its options: simnpo::cuda{.tf32 = true}, say). The files are
+// mapped, not read: each tensor is converted straight into the parameter slab
+// on the CPU, or through one tensor's host buffer on a GPU, so that a model
+// never passes through a second full copy in memory.
+template <CausalModel Model>
+Model load(const std::filesystem::path& dir, typename Model::backend_type backend = {}) {
+    using Family = typename Model::family_type;
+    using Scalar = typename Model::scalar_type;
     std::error_code ec;
     if (!std::filesystem::exists(dir, ec)) fail(dir.string(), ": model directory does not exist");
     if (!std::filesystem::is_directory(dir, ec)) fail(dir.string(), ": is not a directory (a model is a directory)");
     const auto config_path = dir / "config.json";
-    const auto weights_path = dir / "model.safetensors";
-    if (!std::filesystem::exists(config_path, ec)) fail(config_path.string(), ": not found");
-    Config config = read_config(config_path);
-    if (!std::filesystem::exists(weights_path, ec)) fail(weights_path.string(), ": not found");
-    const auto file = SafetensorsFile::parse(read_file(weights_path), weights_path.string());
-    const std::string where = weights_path.string();
+    if (const auto type = model_type(dir); !Family::handles(type))
+        fail(config_path.string(), ": 'model_type' '", type, "' is not a model of the ", Family::model_type,
+             " family, which this program loads here");
+    auto config = Family::read_config(config_path);
+    const auto files = WeightFiles::open(dir);
 
     // The sizes in config.json drive every allocation below: check them against
-    // the file first, so that a wrong n_layer is an error, not gigabytes.
+    // the files first, so that a wrong n_layer is an error, not gigabytes (the
+    // count is computed without laying anything out).
     const std::int64_t expected = config.parameter_count(config_path.string());
-    const std::int64_t held = detail::parameters_held(file);
+    // A tied head (GPT-2's lm_head.weight, a tied Llama's) is no parameter of its own.
+    const std::string tied_head_name{Model::layout_type::tied_head_name(config)};
+    const auto is_tied_head = [&](std::string_view name) { return !tied_head_name.empty() && name == tied_head_name; };
+    std::int64_t held = 0;
+    for (const auto& tensor : files.tensors()) {
+        if (Family::skipped_tensor(tensor.name) || is_tied_head(Family::canonical_name(tensor.name))) continue;
+        std::int64_t elements = 1;
+        for (const auto extent : tensor.shape) elements *= extent;  // fits: the file holds its bytes
+        held += elements;
+    }
     if (expected != held)
-        fail(config_path.string(), ": says ", expected, " parameters, but ", where, " holds ", held);
-    // The file's bytes, the model's parameters and gradients, and the host copy below.
-    check_fits_in_memory(config, 3 * sizeof(Scalar), config_path.string());
+        fail(config_path.string(), ": says ", expected, " parameters, but ", files.where(), " holds ", held);
+    // The model's parameters and gradients.
+    check_fits_in_memory(config, 2 * sizeof(Scalar), config_path.string());
 
-    std::optional<Gpt<Backend, Scalar>> loaded;
-    std::vector<Scalar> host;
+    std::optional<Model> loaded;
     try {
         loaded.emplace(std::move(config), backend);
-        host.resize(loaded->layout().total());
     } catch (const std::bad_alloc&) {
         fail(dir.string(), ": out of memory allocating a model of ", expected, " parameters");
     }
-    Gpt<Backend, Scalar>& model = *loaded;
-    const ParamLayout& layout = model.layout();
+    Model& model = *loaded;
+    const auto& layout = model.layout();
+    constexpr bool on_host = std::is_same_v<typename Model::backend_type, simnpo::cpu>;
+    std::vector<Scalar> staging;  // one tensor, on its way to a GPU
+    // Reads `tensor` into the slot's place in the parameter slab; returns the values as read.
+    const auto read_into = [&](const WeightTensor& tensor, const TensorSlot& slot) {
+        std::span<Scalar> values;
+        if constexpr (on_host) {
+            values = std::span<Scalar>(model.params().data() + slot.offset, slot.size);
+        } else {
+            staging.resize(slot.size);
+            values = staging;
+        }
+        files.read(tensor, values);
+        detail::check_finite<Scalar>(values, tensor.name, files.where(tensor.name));
+        if constexpr (!on_host) copy_to_device(model.backend(), model.params().data() + slot.offset, std::span<const Scalar>(values));
+    };
     std::vector<bool> seen(layout.slots().size(), false);
-    const SafetensorsTensor* lm_head = nullptr;
-    for (const auto& tensor : file.tensors()) {
-        std::string_view name = detail::parameter_name(tensor);
-        if (name == "lm_head.weight") {
-            lm_head = &tensor;
+    const WeightTensor* tied_head = nullptr;
+    for (const auto& tensor : files.tensors()) {
+        if (Family::skipped_tensor(tensor.name)) continue;
+        const std::string_view name = Family::canonical_name(tensor.name);
+        const std::string& where = files.where(tensor.name);
+        if (is_tied_head(name)) {
+            tied_head = &tensor;
             continue;
         }
-        if (detail::is_attention_mask_buffer(name)) continue;
         const TensorSlot* slot = layout.find(name);
         if (slot == nullptr) fail(where, ": unknown tensor '", tensor.name, "'");
-        const std::size_t index = static_cast<std::size_t>(slot - layout.slots().data());
-        if (seen[index]) fail(where, ": tensor '", name, "' appears twice (with and without the 'transformer.' prefix)");
+        const auto index = static_cast<std::size_t>(slot - layout.slots().data());
+        if (seen[index]) fail(where, ": tensor '", name, "' appears twice (under two spellings of its name)");
         seen[index] = true;
         if (tensor.shape != slot->shape)
             fail(where, ": tensor '", tensor.name, "' has shape ", detail::shape_string(tensor.shape), ", expected ",
                  detail::shape_string(slot->shape), " from config.json");
-        const auto values = std::span<Scalar>(host).subspan(slot->offset, slot->size);
-        file.read(tensor, values);
-        detail::check_finite<Scalar>(values, tensor.name, where);
+        read_into(tensor, *slot);
     }
     // No tensor is missing: each one read filled a slot of its own, and together they hold every parameter.
 
-    // The LM head is tied to wte: accept only a copy of it, since a different head would be dropped silently.
-    if (lm_head != nullptr) {
-        const TensorSlot& wte = *layout.find("wte.weight");
-        bool tied = lm_head->shape == wte.shape;
+    // A tied head may be stored as a copy of the embedding: accept only an
+    // exact copy, since a different head would be dropped silently.
+    if (tied_head != nullptr) {
+        const TensorSlot& embedding = layout.slots()[layout.embedding_slot()];
+        bool tied = tied_head->shape == embedding.shape;
         if (tied) {
-            std::vector<Scalar> head(wte.size);
-            file.read(*lm_head, std::span<Scalar>(head));
-            tied = std::memcmp(head.data(), host.data() + wte.offset, wte.size * sizeof(Scalar)) == 0;
+            std::vector<Scalar> head(embedding.size), stored(embedding.size);
+            files.read(*tied_head, std::span<Scalar>(head));
+            copy_to_host(model.backend(), std::span<Scalar>(stored), model.params().data() + embedding.offset);
+            tied = std::memcmp(head.data(), stored.data(), embedding.size * sizeof(Scalar)) == 0;
         }
-        if (!tied) fail(where, ": lm_head.weight differs from wte.weight (untied heads are not supported)");
+        if (!tied)
+            fail(files.where(tied_head->name), ": ", tied_head_name, " differs from ", embedding.name,
+                 " (the model's head is tied to its embedding)");
     }
-
-    copy_to_device(model.backend(), model.params().data(), std::span<const Scalar>(host));
     return std::move(model);
 }
 
-// Writes `model`'s files (config.json and an F32 model.safetensors) into a
-// directory being written, beside whatever else the caller puts there (a
-// tokenizer, a checkpoint's optimizer state).
-template <class Backend, class Scalar>
-void write_into(DirectoryWriter& out, const Gpt<Backend, Scalar>& model) {
-    const ParamLayout& layout = model.layout();
-    std::vector<Scalar> host(layout.total());
-    copy_to_host(model.backend(), std::span<Scalar>(host), model.params().data());
-    std::vector<float> converted;
+// Writes `model`'s files (config.json and its weights: model.safetensors, or
+// shards with their index above options.max_shard_bytes; F32 or BF16 as
+// options.dtype asks) into a directory being written, beside whatever else
+// the caller puts there (a tokenizer, a checkpoint's optimizer state).
+template <CausalModel Model>
+void write_into(DirectoryWriter& out, const Model& model, const WeightsWriteOptions& options = {}) {
+    using Scalar = typename Model::scalar_type;
+    const auto& layout = model.layout();
+    // A float CPU model's tensors are written from the slab itself; others through one float copy.
+    std::vector<float> host;
     std::span<const float> values;
-    if constexpr (std::is_same_v<Scalar, float>) {
-        values = host;
+    if constexpr (std::is_same_v<Scalar, float> && std::is_same_v<typename Model::backend_type, simnpo::cpu>) {
+        values = std::span<const float>(model.params().data(), model.params().size());
     } else {
-        converted.assign(host.begin(), host.end());
-        values = converted;
+        std::vector<Scalar> copied(layout.total());
+        copy_to_host(model.backend(), std::span<Scalar>(copied), model.params().data());
+        host.assign(copied.begin(), copied.end());
+        values = host;
     }
-
     std::vector<WriteTensor> tensors;
     tensors.reserve(layout.slots().size());
     for (const auto& slot : layout.slots())
         tensors.push_back({slot.name, slot.shape, values.subspan(slot.offset, slot.size)});
-    out.write("model.safetensors", safetensors_bytes(out.directory() / "model.safetensors", tensors));
-    out.write("config.json", config_to_json(model.config()).dump(2) + "\n");
+    write_weights(out, tensors, options);
+    out.write("config.json", Model::family_type::config_json(model.config()).dump(2) + "\n");
 }
 
 // Writes `model` to the model directory `dir` as one step (DirectoryWriter):
 // a crash, a full disk or a signal leaves the old directory whole or the new
 // one, never new weights beside an old config.json.
-template <class Backend, class Scalar>
-void save(const Gpt<Backend, Scalar>& model, const std::filesystem::path& dir) {
+template <CausalModel Model>
+void save(const Model& model, const std::filesystem::path& dir, const WeightsWriteOptions& options = {}) {
     DirectoryWriter out(dir);
-    write_into(out, model);
+    write_into(out, model, options);
     out.commit();
 }
 

@@ -29,9 +29,36 @@ struct BlockOffsets {
     std::size_t fc_proj_weight, fc_proj_bias;      // mlp.c_proj: [4C, C], [C]
 };
 
-// Where every parameter lives in the one contiguous slab. Parameters,
-// gradients and optimizer moments all share this layout.
-class ParamLayout {
+// Where every parameter lives in the one contiguous slab, by Hugging Face
+// tensor name. Parameters, gradients and optimizer moments all share the
+// layout; each family derives its own, adding the offsets its blocks read.
+class TensorLayout {
+public:
+    const std::vector<TensorSlot>& slots() const { return slots_; }
+    std::size_t total() const { return total_; }
+    const TensorSlot* find(std::string_view name) const {
+        for (const auto& slot : slots_)
+            if (slot.name == name) return &slot;
+        return nullptr;
+    }
+
+protected:
+    std::size_t add(std::string name, std::vector<std::int64_t> shape) {
+        std::size_t size = 1;
+        for (const auto extent : shape) size *= static_cast<std::size_t>(extent);
+        const std::size_t offset = total_;
+        slots_.push_back({std::move(name), std::move(shape), offset, size});
+        total_ += size;
+        return offset;
+    }
+
+private:
+    std::vector<TensorSlot> slots_;
+    std::size_t total_ = 0;
+};
+
+// The GPT-2 family's layout (DESIGN §4 names).
+class ParamLayout : public TensorLayout {
 public:
     explicit ParamLayout(const Config& config) {
         const std::int64_t C = config.n_embd;
@@ -58,33 +85,18 @@ public:
         ln_f_bias_ = add("ln_f.bias", {C});
     }
 
-    const std::vector<TensorSlot>& slots() const { return slots_; }
-    std::size_t total() const { return total_; }
-    const TensorSlot* find(std::string_view name) const {
-        for (const auto& slot : slots_)
-            if (slot.name == name) return &slot;
-        return nullptr;
-    }
-
     std::size_t wte() const { return wte_; }
+    std::size_t head() const { return wte_; }  // tied to the token embedding
+    std::size_t embedding_slot() const { return 0; }
+    // Hugging Face may store the tied head as a copy of wte.weight under this name.
+    static std::string_view tied_head_name(const Config&) { return "lm_head.weight"; }
     std::size_t wpe() const { return wpe_; }
     const BlockOffsets& block(std::size_t l) const { return blocks_[l]; }
     std::size_t ln_f_weight() const { return ln_f_weight_; }
     std::size_t ln_f_bias() const { return ln_f_bias_; }
 
 private:
-    std::size_t add(std::string name, std::vector<std::int64_t> shape) {
-        std::size_t size = 1;
-        for (const auto extent : shape) size *= static_cast<std::size_t>(extent);
-        const std::size_t offset = total_;
-        slots_.push_back({std::move(name), std::move(shape), offset, size});
-        total_ += size;
-        return offset;
-    }
-
-    std::vector<TensorSlot> slots_;
     std::vector<BlockOffsets> blocks_;
-    std::size_t total_ = 0;
     std::size_t wte_ = 0, wpe_ = 0, ln_f_weight_ = 0, ln_f_bias_ = 0;
 };
 

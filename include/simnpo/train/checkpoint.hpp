@@ -96,11 +96,14 @@ TrainerState load_checkpoint(const std::filesystem::path& dir, Model& model, Opt
     if (!std::filesystem::exists(state_path, ec)) fail(state_path.string(), ": not found (not a checkpoint?)");
     const TrainerState state = trainer_state_from_json(read_json_file(state_path), state_path.string());
 
-    auto saved = model::load<typename Model::backend_type, float>(dir);
-    const auto shape = [](const model::Config& c) {
-        return std::vector<std::int64_t>{c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head};
+    auto saved = model::load<Model>(dir, model.backend());
+    const auto same_tensors = [](const auto& a, const auto& b) {
+        if (a.slots().size() != b.slots().size()) return false;
+        for (std::size_t k = 0; k < a.slots().size(); ++k)
+            if (a.slots()[k].name != b.slots()[k].name || a.slots()[k].shape != b.slots()[k].shape) return false;
+        return true;
     };
-    if (shape(saved.config()) != shape(model.config()))
+    if (!same_tensors(saved.layout(), model.layout()))
         fail((dir / "config.json").string(), ": the checkpoint's model differs in shape from the model given");
     copy_on_device(model.backend(), model.params().data(), saved.params().data(), model.params().size());
 

@@ -11,7 +11,7 @@ int main() {
     const simnpo::model::Config config{.vocab_size = 10, .n_positions = 8, .n_embd = 8, .n_layer = 1, .n_head = 2};
     try {
         simnpo::model::Gpt<simnpo::cuda, float> model(config);
-        simnpo::model::init_gpt2(model, 1);
+        simnpo::model::init_weights(model, 1);
         const std::vector<simnpo::data::Example> examples{{{1, 2}, {3, 4}}};
         model.forward(simnpo::data::make_batch(examples));
         const double logprob = model.sequence_logprobs()[0];

@@ -1,0 +1,324 @@
+#pragma once
+#include "simnpo/core/internal_check.hpp"
+
+#include <concepts>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <xtensor/xtensor.hpp>
+
+#include "simnpo/core/error.hpp"
+#include "simnpo/core/grad_store.hpp"
+#include "simnpo/data/example.hpp"
+#include "simnpo/model/layout.hpp"
+
+namespace simnpo::model {
+
+// The model seam (DESIGN §4, issue "Model families").
+//
+// A causal language model is a *family* (GPT-2, Llama, ...) behind one class
+// that holds what every family shares: the parameter and gradient slabs with
+// their named views, the batch checks, the gather of the scored rows, the LM
+// head, the log-softmax with its target gather, and the backward entry points
+// that the losses call. A family supplies only what differs:
+//
+//   struct Family {
+//       using Config = ...;   // vocab_size, width(), max_positions(), validate(where)
+//       using Layout = ...;   // a TensorLayout under Hugging Face's names, built from a
+//                             // Config, with head() (the [V, C] LM head's offset; the
+//                             // token embedding's when tied)
+//       static constexpr std::string_view model_type = "...";
+//       template <class Backend, class Scalar>
+//       struct Trunk;         // embeddings, blocks and final norm: see Gpt2Trunk
+//   };
+//
+// A Trunk is the state one forward pass leaves for its backward: reserve()
+// sizes it for a batch shape, either keeping every layer's activations (for a
+// backward) or reusing one layer's buffers throughout (scoring only), then
+// forward() writes the final hidden states [B·T, C] and backward() takes their
+// gradient. Everything above the model (losses, Objective, FrozenReference,
+// optimizers, loops, checkpoints, evaluation, generation, the command) sees
+// only CausalLM and the CausalModel concept below, never a family's blocks.
+// A trunk's per-layer activation: layer l's slice of a [layers, per_layer]
+// buffer. A scoring pass keeps one slice for every layer (stride 0).
+template <class Backend, class Scalar>
+struct LayerActivation {
+    typename Backend::template Buffer<Scalar> data;
+    std::int64_t stride = 0;
+
+    Scalar* at(std::int64_t l) { return data.data() + l * stride; }
+    // Sizes it for `layers` slices when `keep`, else for one shared by all.
+    void reserve(bool keep, std::int64_t layers, std::int64_t per_layer) {
+        stride = keep ? per_layer : 0;
+        data.resize(static_cast<std::size_t>((keep ? layers : 1) * per_layer));
+    }
+};
+
+template <class Family, class Backend, class Scalar>
+class CausalLM {
+public:
+    using family_type = Family;
+    using backend_type = Backend;
+    using scalar_type = Scalar;
+    using config_type = typename Family::Config;
+    using layout_type = typename Family::Layout;
+    template <class T>
+    using Buffer = typename Backend::template Buffer<T>;
+    using Trunk = typename Family::template Trunk<Backend, Scalar>;
+
+    // What a scoring pass returns: each scored position's log-probability and
+    // the logits [scored, V] there (in backend memory).
+    struct Scores {
+        std::vector<std::int64_t> positions;  // flat indices b·T + t, in row order
+        std::int64_t rows = 0, columns = 0;   // the batch's [B, T]
+        std::vector<Scalar> logprobs;         // in the order of positions
+        Buffer<Scalar> logits;
+
+        // ℓ(b) = Σ over row b's scored tokens of log π, accumulated in double.
+        std::vector<double> sequence_logprobs() const {
+            std::vector<double> sums(static_cast<std::size_t>(rows), 0.0);
+            for (std::size_t n = 0; n < logprobs.size(); ++n)
+                sums[static_cast<std::size_t>(positions[n] / columns)] += static_cast<double>(logprobs[n]);
+            return sums;
+        }
+    };
+
+    explicit CausalLM(config_type config, Backend backend = {})
+        : config_(std::move(config)), layout_(config_), backend_(backend) {
+        config_.validate("model config");
+        params_.assign(layout_.total(), Scalar{0});
+        grads_.assign(layout_.total(), Scalar{0});
+    }
+
+    const config_type& config() const { return config_; }
+    const layout_type& layout() const { return layout_; }
+    Backend& backend() { return backend_; }
+    const Backend& backend() const { return backend_; }
+    Buffer<Scalar>& params() { return params_; }
+    const Buffer<Scalar>& params() const { return params_; }
+    Buffer<Scalar>& grads() { return grads_; }
+    const Buffer<Scalar>& grads() const { return grads_; }
+
+    // Named views into the slabs, by Hugging Face tensor name ("h.0.ln_1.weight",
+    // "model.layers.0.self_attn.q_proj.weight"). On a GPU backend they point to device memory.
+    std::span<Scalar> param(std::string_view name) { return view(params_, name); }
+    std::span<const Scalar> param(std::string_view name) const { return view(params_, name); }
+    std::span<Scalar> grad(std::string_view name) { return view(grads_, name); }
+    std::span<const Scalar> grad(std::string_view name) const { return view(grads_, name); }
+
+    void zero_grad() { fill_zero(backend_, grads_.data(), grads_.size()); }
+
+    // The forward pass of training: the log-probability of every scored target
+    // token, keeping every layer's activations for backward().
+    void forward(const data::Batch& batch) { run(tape_, batch, true); }
+
+    // The forward pass of evaluation: the same log-probabilities, on a const
+    // model, keeping no per-layer activations (one layer's buffers serve all).
+    Scores score(const data::Batch& batch) const {
+        Pass pass;
+        run(pass, batch, false);
+        Scores scores{std::move(pass.host_rows), pass.B, pass.T, host_logprobs(pass), std::move(pass.logits)};
+        return scores;
+    }
+
+    // Scored positions of the last forward(), as flat indices b·T + t in row order.
+    std::span<const std::int64_t> scored_positions() const { return tape_.host_rows; }
+    std::int64_t scored_count() const { return tape_.scored; }
+    // T of the last forward's [B, T] batch: scored position p is row p / T.
+    std::int64_t batch_columns() const { return tape_.T; }
+
+    // log π(target | context) of each scored position of the last forward(), in
+    // the order of scored_positions().
+    std::vector<Scalar> logprobs() const { return host_logprobs(tape_); }
+
+    // The same as a [B, T] array with 0 at positions that are not scored.
+    xt::xtensor<Scalar, 2> token_logprobs() const {
+        xt::xtensor<Scalar, 2> result = xt::zeros<Scalar>({static_cast<std::size_t>(tape_.B),
+                                                           static_cast<std::size_t>(tape_.T)});
+        const auto values = logprobs();
+        for (std::size_t n = 0; n < values.size(); ++n) result.data()[tape_.host_rows[n]] = values[n];
+        return result;
+    }
+
+    // ℓ(b) = Σ over row b's scored tokens of log π, accumulated in double.
+    std::vector<double> sequence_logprobs() const {
+        std::vector<double> sums(static_cast<std::size_t>(tape_.B), 0.0);
+        const auto values = logprobs();
+        for (std::size_t n = 0; n < values.size(); ++n)
+            sums[static_cast<std::size_t>(tape_.host_rows[n] / tape_.T)] += static_cast<double>(values[n]);
+        return sums;
+    }
+
+    // Logits [scored_count(), V] of the last forward() (the scored positions only).
+    const Buffer<Scalar>& logits() const { return tape_.logits; }
+
+    // Stores into grads() the gradient of Σ_n token_weights[n] · logprob[n] over
+    // the scored positions of the last forward(): added to what grads() holds,
+    // or, with GradStore::overwrite, replacing it (no zero_grad() needed).
+    void backward(std::span<const Scalar> token_weights, GradStore store = GradStore::accumulate) {
+        if (tape_.B == 0) fail("backward: no forward pass to differentiate");
+        if (static_cast<std::int64_t>(token_weights.size()) != tape_.scored)
+            fail("backward: ", token_weights.size(), " token weights for ", tape_.scored, " scored positions");
+        tape_.weights.resize(token_weights.size());
+        tape_.dlogits.resize(tape_.logits.size());
+        copy_to_device(backend_, tape_.weights.data(), token_weights);
+        logprob_backward(backend_, tape_.dlogits.data(), tape_.logits.data(), tape_.logsumexp.data(),
+                         tape_.targets.data(), tape_.weights.data(), tape_.scored, config_.vocab_size);
+        backward_from_logit_grad(tape_.dlogits.data(), store);
+    }
+
+    // The same for a loss over whole next-token distributions (KL): dlogits
+    // [scored_count(), V], in backend memory, is the loss's gradient with
+    // respect to logits() of the last forward().
+    void backward_logits(std::span<const Scalar> dlogits, GradStore store = GradStore::accumulate) {
+        if (tape_.B == 0) fail("backward_logits: no forward pass to differentiate");
+        if (static_cast<std::int64_t>(dlogits.size()) != tape_.scored * config_.vocab_size)
+            fail("backward_logits: ", dlogits.size(), " logit gradients for ", tape_.scored, " scored positions of ",
+                 config_.vocab_size, " tokens");
+        backward_from_logit_grad(dlogits.data(), store);
+    }
+
+private:
+    // Everything one forward pass leaves behind: the trunk's activations and
+    // the head's inputs and outputs at the scored rows.
+    struct Pass {
+        Trunk trunk;
+        Buffer<std::int32_t> tokens, targets;
+        Buffer<std::int64_t> lengths, rows;
+        std::vector<std::int64_t> host_rows;
+        Buffer<Scalar> head_in, logits, logprobs, logsumexp;
+        Buffer<Scalar> weights, dlogits, dhead_in, dhidden;  // the backward's
+        std::int64_t B = 0, T = 0, scored = 0;
+    };
+
+    void run(Pass& pass, const data::Batch& batch, bool keep) const {
+        const std::int64_t B = batch.rows(), T = batch.columns();
+        const std::int64_t C = config_.width(), V = config_.vocab_size;
+        check_batch(batch);
+        Backend backend = backend_;
+        pass.B = pass.T = 0;  // set again when the pass completes
+        pass.trunk.reserve(config_, B, T, keep);
+        pass.tokens.resize(static_cast<std::size_t>(B * T));
+        pass.lengths.resize(static_cast<std::size_t>(B));
+        copy_to_device(backend, pass.tokens.data(),
+                       std::span<const std::int32_t>(batch.tokens.data(), batch.tokens.size()));
+        copy_to_device(backend, pass.lengths.data(), std::span<const std::int64_t>(batch.lengths));
+        std::vector<std::int64_t> rows;
+        std::vector<std::int32_t> targets;
+        for (std::int64_t bt = 0; bt < B * T; ++bt)
+            if (batch.targets.data()[bt] >= 0) {
+                rows.push_back(bt);
+                targets.push_back(batch.targets.data()[bt]);
+            }
+        const auto N = static_cast<std::int64_t>(rows.size());
+        pass.rows.resize(rows.size());
+        pass.targets.resize(rows.size());
+        pass.head_in.resize(static_cast<std::size_t>(N * C));
+        pass.logits.resize(static_cast<std::size_t>(N * V));
+        pass.logprobs.resize(rows.size());
+        pass.logsumexp.resize(rows.size());
+        copy_to_device(backend, pass.rows.data(), std::span<const std::int64_t>(rows));
+        copy_to_device(backend, pass.targets.data(), std::span<const std::int32_t>(targets));
+
+        const Scalar* p = params_.data();
+        const Scalar* hidden =
+            pass.trunk.forward(backend, config_, layout_, p, pass.tokens.data(), pass.lengths.data(), B, T);
+        // The LM head runs on scored positions only: the loss reads nothing else.
+        gather_rows(backend, pass.head_in.data(), hidden, pass.rows.data(), N, C);
+        lm_head_forward(backend, pass.logits.data(), pass.head_in.data(), p + layout_.head(), N, C, V);
+        logsoftmax_gather(backend, pass.logprobs.data(), pass.logsumexp.data(), pass.logits.data(),
+                          pass.targets.data(), N, V);
+        pass.host_rows = std::move(rows);
+        pass.scored = N;
+        pass.B = B;
+        pass.T = T;
+    }
+
+    std::vector<Scalar> host_logprobs(const Pass& pass) const {
+        std::vector<Scalar> host(static_cast<std::size_t>(pass.scored));
+        copy_to_host(backend_, std::span<Scalar>(host), pass.logprobs.data());
+        return host;
+    }
+
+    // Backpropagates dlogits [scored, V] through the head and the trunk.
+    void backward_from_logit_grad(const Scalar* dlogits, GradStore store) {
+        Pass& pass = tape_;
+        const std::int64_t C = config_.width(), V = config_.vocab_size, BT = pass.B * pass.T;
+        const Scalar* p = params_.data();
+        Scalar* g = grads_.data();
+        pass.dhead_in.resize(static_cast<std::size_t>(pass.scored * C));
+        pass.dhidden.resize(static_cast<std::size_t>(BT * C));
+        fill_zero(backend_, pass.dhidden.data(), pass.dhidden.size());
+        lm_head_backward(backend_, pass.dhead_in.data(), g + layout_.head(), dlogits, pass.head_in.data(),
+                         p + layout_.head(), pass.scored, C, V, store);
+        scatter_add_rows(backend_, pass.dhidden.data(), pass.dhead_in.data(), pass.rows.data(), pass.scored, C);
+        pass.trunk.backward(backend_, config_, layout_, p, g, pass.dhidden.data(), pass.tokens.data(),
+                            pass.lengths.data(), pass.B, pass.T, store);
+    }
+
+    template <class Slab>
+    auto view(Slab& slab, std::string_view name) const {
+        const TensorSlot* slot = layout_.find(name);
+        if (slot == nullptr) fail("model: no parameter named '", name, "'");
+        return std::span(slab.data() + slot->offset, slot->size);
+    }
+
+    void check_batch(const data::Batch& batch) const {
+        const std::int64_t B = batch.rows(), T = batch.columns();
+        if (B == 0 || T == 0) fail("forward: empty batch");
+        if (T > config_.max_positions())
+            fail("forward: batch of ", T, " positions is longer than the model's ", config_.max_positions());
+        if (batch.targets.shape() != batch.tokens.shape()) fail("forward: tokens and targets differ in shape");
+        if (static_cast<std::int64_t>(batch.lengths.size()) != B)
+            fail("forward: ", batch.lengths.size(), " lengths for ", B, " rows");
+        for (std::int64_t b = 0; b < B; ++b) {
+            const std::int64_t length = batch.lengths[static_cast<std::size_t>(b)];
+            if (length < 1 || length > T) fail("forward: row ", b, " has length ", length);
+            for (std::int64_t t = 0; t < T; ++t) {
+                const std::int32_t token = batch.tokens(b, t), target = batch.targets(b, t);
+                if (token < 0 || token >= config_.vocab_size)
+                    fail("forward: token id ", token, " at (", b, ", ", t, ") is outside the vocabulary");
+                if (target >= config_.vocab_size || target < -1)
+                    fail("forward: target id ", target, " at (", b, ", ", t, ") is outside the vocabulary");
+                if (target >= 0 && t >= length) fail("forward: position (", b, ", ", t, ") is padding but scored");
+            }
+        }
+    }
+
+    config_type config_;
+    layout_type layout_;
+    Backend backend_;
+    Buffer<Scalar> params_, grads_;
+    Pass tape_;  // what the last forward() left for backward()
+};
+
+// What the rest of the library relies on from a model, whatever its family
+// and backend.
+template <class M>
+concept CausalModel = requires(M& model, const M& frozen, const data::Batch& batch,
+                               std::span<const typename M::scalar_type> values) {
+    typename M::family_type;
+    typename M::backend_type;
+    typename M::scalar_type;
+    model.forward(batch);
+    model.backward(values);
+    model.backward_logits(values);
+    frozen.score(batch);
+    { frozen.sequence_logprobs() } -> std::same_as<std::vector<double>>;
+    { frozen.scored_count() } -> std::same_as<std::int64_t>;
+    { frozen.config().vocab_size } -> std::convertible_to<std::int64_t>;
+    { frozen.config().max_positions() } -> std::convertible_to<std::int64_t>;
+    model.params();
+    model.grads();
+    model.zero_grad();
+};
+
+// A model on the CPU, any family (what generation and evaluation take).
+template <class M>
+concept CpuModel = CausalModel<M> && std::same_as<typename M::backend_type, simnpo::cpu>;
+
+}  // namespace simnpo::model
