@@ -2,7 +2,7 @@
 // the study's premises (the original learned what the retrained model did not),
 // how each loss shares the gradient between forget1 and forget2 rows (the
 // paper's mechanism, with GA's and NPO's first step exact), the model cache,
-// and bad flags.
+// and bad flags; then the same study with a Llama of the same size.
 #define BOOST_TEST_MODULE markov_study
 #include <boost/test/unit_test.hpp>
 
@@ -36,21 +36,29 @@ Result run(const std::string& arguments, const TempDir& scratch) {
 
 // One quick study for all the cases that read its results.
 struct QuickStudy {
+    // `flags` go beyond the quick configuration's.
+    explicit QuickStudy(const std::string& flags)
+        : first(run("--quick --threads 2 --out " + out + flags, scratch)),
+          results(simnpo::parse_json(simnpo::read_file(out + "/results.json"), out + "/results.json")) {}
     TempDir scratch;
     std::string out = scratch.file("study");
-    Result first = run("--quick --threads 2 --out " + out, scratch);
-    nlohmann::json results = simnpo::parse_json(simnpo::read_file(out + "/results.json"), out + "/results.json");
+    Result first;
+    nlohmann::json results;
 };
 
 QuickStudy& quick_study() {
-    static QuickStudy study;
+    static QuickStudy study("");
     return study;
 }
 
-}  // namespace
+// The Llama study trains its models in the GPT-2 study's cache.
+QuickStudy& llama_study() {
+    static QuickStudy study(" --family llama --cache " + quick_study().out + "/models");
+    return study;
+}
 
-BOOST_AUTO_TEST_CASE(writes_every_trajectory_the_json_promises) {
-    const auto& study = quick_study();
+// What every quick study shows, whatever the family.
+void check_every_trajectory_the_json_promises(const QuickStudy& study) {
     BOOST_TEST_INFO(study.first.output);
     BOOST_TEST_REQUIRE(study.first.status == 0);
     BOOST_TEST(study.results.at("settings").at("unlearning").at("steps") == 10);
@@ -86,10 +94,9 @@ BOOST_AUTO_TEST_CASE(writes_every_trajectory_the_json_promises) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(the_original_models_learned_what_the_retrained_model_did_not) {
-    const auto& study = quick_study();
+void check_the_original_models_learned_what_the_retrained_model_did_not(const nlohmann::json& results) {
     const auto original = [&](const char* scenario, const char* split) {
-        return study.results.at(scenario).at("methods").at("GA").at(split).at(0).get<double>();
+        return results.at(scenario).at("methods").at("GA").at(split).at(0).get<double>();
     };
     for (const char* scenario : scenarios)  // forget1 is learned in both; retain is shared with the retrained model
         BOOST_TEST(original(scenario, "kl_forget1") > 4 * original(scenario, "kl_retain"));
@@ -113,8 +120,7 @@ double forget2_per_forget1(const nlohmann::json& run, std::size_t k) {
     return (a.at("forget2_gradient").at(k).get<double>() / f2) / (a.at("forget1_gradient").at(k).get<double>() / f1);
 }
 
-BOOST_AUTO_TEST_CASE(the_gradient_allocation_follows_each_losss_weights) {
-    const auto& results = quick_study().results;
+void check_the_gradient_allocation_follows_each_losss_weights(const nlohmann::json& results) {
     const auto& a = results.at("short_forget2").at("methods");
     const auto& b = results.at("forget2_never_learned").at("methods");
     // GA's gradient is a token mean: a row counts by its length, 4 answer tokens
@@ -140,6 +146,21 @@ BOOST_AUTO_TEST_CASE(the_gradient_allocation_follows_each_losss_weights) {
     BOOST_TEST(forget2_per_forget1(a.at("SimNPO"), 0) > 0.5);
     BOOST_TEST(forget2_per_forget1(a.at("SimNPO"), 0) < 2.0);
     BOOST_TEST(forget2_per_forget1(b.at("SimNPO"), 0) < 0.9);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(writes_every_trajectory_the_json_promises) {
+    check_every_trajectory_the_json_promises(quick_study());
+    BOOST_TEST(quick_study().results.at("settings").at("model").at("family") == "gpt2");
+}
+
+BOOST_AUTO_TEST_CASE(the_original_models_learned_what_the_retrained_model_did_not) {
+    check_the_original_models_learned_what_the_retrained_model_did_not(quick_study().results);
+}
+
+BOOST_AUTO_TEST_CASE(the_gradient_allocation_follows_each_losss_weights) {
+    check_the_gradient_allocation_follows_each_losss_weights(quick_study().results);
 }
 
 BOOST_AUTO_TEST_CASE(a_second_run_reuses_the_cached_models_and_gives_the_same_results) {
@@ -183,6 +204,7 @@ BOOST_AUTO_TEST_CASE(a_cached_model_with_other_settings_is_an_error_naming_it) {
 BOOST_AUTO_TEST_CASE(bad_flags_are_one_line_errors_naming_the_flag) {
     const TempDir scratch;
     for (const auto& [arguments, flag] : {std::pair{"--steps 0", "--steps"}, std::pair{"--eval-every x", "--eval-every"},
+                                         std::pair{"--family mistral", "--family must be one of {gpt2, llama}"},
                                          std::pair{"--bogus 1", "--bogus"}, std::pair{"--threads", "--threads"}}) {
         const auto result = run(std::string("--quick --out ") + scratch.file("o") + " " + arguments, scratch);
         BOOST_TEST_INFO(result.output);
@@ -191,4 +213,17 @@ BOOST_AUTO_TEST_CASE(bad_flags_are_one_line_errors_naming_the_flag) {
         BOOST_TEST(result.output.starts_with("markov_study: "));
         BOOST_TEST(std::count(result.output.begin(), result.output.end(), '\n') == 1);
     }
+}
+
+// The same study with a Llama of the GPT-2's size, in the GPT-2 study's cache:
+// the family is part of the models' key, so it trains its own three.
+BOOST_AUTO_TEST_CASE(a_llama_of_the_same_size_shows_the_same) {
+    const auto& study = llama_study();
+    check_every_trajectory_the_json_promises(study);
+    check_the_original_models_learned_what_the_retrained_model_did_not(study.results);
+    check_the_gradient_allocation_follows_each_losss_weights(study.results);
+    BOOST_TEST(study.results.at("settings").at("model").at("family") == "llama");
+    BOOST_TEST(study.first.output.find("loaded from") == std::string::npos);
+    for (const char* model : {"retrained", "original-short-forget2", "original-without-forget2"})
+        BOOST_TEST(study.first.output.find(std::string(model) + " model: training on") != std::string::npos, model);
 }

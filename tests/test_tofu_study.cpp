@@ -1,7 +1,8 @@
 // The tofu_study program in its quick configuration: the table and JSON it
 // promises, the study's premises (the target learned the forget split, the
 // retain model did not; unlearning lowers it; the privacy metrics and the
-// relearning attack see it), the cache, and bad flags.
+// relearning attack see it), the cache, and bad flags; then the same study
+// with a Llama of the same size.
 #define BOOST_TEST_MODULE tofu_study
 #include <boost/test/unit_test.hpp>
 
@@ -29,14 +30,24 @@ Result run(const std::string& arguments, const TempDir& scratch) {
 }
 
 struct QuickStudy {
+    // `flags` go beyond the quick configuration's.
+    explicit QuickStudy(const std::string& flags)
+        : first(run("--quick --threads 1 --data " + tofu_dir + " --out " + out + flags, scratch)),
+          results(simnpo::read_json_file(out + "/results.json")) {}
     TempDir scratch;
     std::string out = scratch.file("study");
-    Result first = run("--quick --threads 1 --data " + tofu_dir + " --out " + out, scratch);
-    nlohmann::json results = simnpo::read_json_file(out + "/results.json");
+    Result first;
+    nlohmann::json results;
 };
 
 QuickStudy& quick_study() {
-    static QuickStudy study;
+    static QuickStudy study("");
+    return study;
+}
+
+// The Llama study shares the GPT-2 study's cache: the tokenizer, not the models.
+QuickStudy& llama_study() {
+    static QuickStudy study(" --family llama --cache " + quick_study().out + "/models");
     return study;
 }
 
@@ -44,10 +55,8 @@ double forget_probability(const nlohmann::json& results, const std::string& mode
     return results.at("models").at(model).at("aggregates").at("forget").at("probability").get<double>();
 }
 
-}  // namespace
-
-BOOST_AUTO_TEST_CASE(every_model_has_every_metric_and_the_table_is_printed) {
-    const auto& study = quick_study();
+// What every quick study shows, whatever the family.
+void check_every_model_has_every_metric_and_the_table_is_printed(const QuickStudy& study) {
     BOOST_TEST_INFO(study.first.output);
     BOOST_TEST_REQUIRE(study.first.status == 0);
     BOOST_TEST(study.results.at("settings").at("split") == "forget01");
@@ -80,8 +89,7 @@ BOOST_AUTO_TEST_CASE(every_model_has_every_metric_and_the_table_is_printed) {
 // PrivLeak is measured against the retain model's AUC: 0 for the retain model
 // itself; the target, which learned the members, is recognised (Min-K% AUC
 // below the retain model's, PrivLeak negative). Each member and non-member has a score.
-BOOST_AUTO_TEST_CASE(privacy_metrics_of_every_model) {
-    const auto& study = quick_study();
+void check_privacy_metrics_of_every_model(const QuickStudy& study) {
     BOOST_TEST_REQUIRE(study.first.status == 0);
     const auto& models = study.results.at("models");
     for (const auto& [name, model] : models.items()) {
@@ -110,8 +118,7 @@ BOOST_AUTO_TEST_CASE(privacy_metrics_of_every_model) {
 
 // The attack fine-tunes on 4 of the 40 forget questions for 10 steps, probed
 // at steps 0, 5 and 10; step 0 is the unlearned model itself.
-BOOST_AUTO_TEST_CASE(each_method_meets_the_relearning_attack) {
-    const auto& study = quick_study();
+void check_each_method_meets_the_relearning_attack(const QuickStudy& study) {
     BOOST_TEST_REQUIRE(study.first.status == 0);
     for (const char* method : methods) {
         BOOST_TEST_CONTEXT(method) {
@@ -130,8 +137,7 @@ BOOST_AUTO_TEST_CASE(each_method_meets_the_relearning_attack) {
     BOOST_TEST(study.results.at("models").at("target").at("relearning").is_null());  // not unlearned
 }
 
-BOOST_AUTO_TEST_CASE(the_target_learned_the_forget_split_and_unlearning_lowers_it) {
-    const auto& study = quick_study();
+void check_the_target_learned_the_forget_split_and_unlearning_lowers_it(const QuickStudy& study) {
     BOOST_TEST_REQUIRE(study.first.status == 0);
     const double target = forget_probability(study.results, "target");
     const double retain = forget_probability(study.results, "retain");
@@ -140,6 +146,23 @@ BOOST_AUTO_TEST_CASE(the_target_learned_the_forget_split_and_unlearning_lowers_i
     for (const char* method : methods) BOOST_TEST(forget_probability(study.results, method) < target, method);
     // Forgetting moves the forget-set truth ratios towards the retain model's.
     BOOST_TEST(study.results.at("models").at("target").at("aggregates").at("forget_quality").get<double>() < 0.05);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_model_has_every_metric_and_the_table_is_printed) {
+    check_every_model_has_every_metric_and_the_table_is_printed(quick_study());
+    BOOST_TEST(quick_study().results.at("settings").at("model").at("family") == "gpt2");
+}
+
+BOOST_AUTO_TEST_CASE(privacy_metrics_of_every_model) { check_privacy_metrics_of_every_model(quick_study()); }
+
+BOOST_AUTO_TEST_CASE(each_method_meets_the_relearning_attack) {
+    check_each_method_meets_the_relearning_attack(quick_study());
+}
+
+BOOST_AUTO_TEST_CASE(the_target_learned_the_forget_split_and_unlearning_lowers_it) {
+    check_the_target_learned_the_forget_split_and_unlearning_lowers_it(quick_study());
 }
 
 BOOST_AUTO_TEST_CASE(a_second_run_loads_the_cached_tokenizer_and_models) {
@@ -161,6 +184,7 @@ BOOST_AUTO_TEST_CASE(bad_flags_are_one_line_errors) {
     const TempDir scratch;
     for (const auto& [flags, message] : std::initializer_list<std::pair<std::string, std::string>>{
              {"--split forget02", "--split must be one of"},
+             {"--family mistral", "--family must be one of {gpt2, llama}"},
              {"--methods GA,Oops", "--methods: unknown method 'Oops'"},
              {"--unlearn-lr -1", "--unlearn-lr must be in"},
              {"--relearn-steps 0", "--relearn-steps must be in"},
@@ -174,4 +198,35 @@ BOOST_AUTO_TEST_CASE(bad_flags_are_one_line_errors) {
         BOOST_TEST(result.output.find(message) != std::string::npos);
         BOOST_TEST(std::count(result.output.begin(), result.output.end(), '\n') == 1);
     }
+}
+
+// The same study with a Llama of the GPT-2's size (half as many key/value
+// heads, a SwiGLU width of 8C/3 rounded to a multiple of 8), trained beside it
+// in its cache.
+BOOST_AUTO_TEST_CASE(a_llama_of_the_same_size_shows_the_same) {
+    const auto& study = llama_study();
+    check_every_model_has_every_metric_and_the_table_is_printed(study);
+    check_privacy_metrics_of_every_model(study);
+    check_each_method_meets_the_relearning_attack(study);
+    check_the_target_learned_the_forget_split_and_unlearning_lowers_it(study);
+    BOOST_TEST(study.results.at("settings").at("model").at("family") == "llama");
+    // The family is part of the models' cache key: the tokenizer is shared, the models are not.
+    BOOST_TEST(study.first.output.find("tokenizer: loaded from") != std::string::npos);
+    BOOST_TEST(study.first.output.find("target model: training on") != std::string::npos);
+    BOOST_TEST(study.first.output.find("retain model: training on") != std::string::npos);
+    const auto llama_target = [&] {
+        for (const auto& entry : fs::directory_iterator(quick_study().out + "/models")) {
+            if (!entry.path().filename().string().starts_with("target-")) continue;
+            auto config = simnpo::read_json_file(entry.path() / "config.json");
+            if (config.value("model_type", "") == "llama") return config;
+        }
+        return nlohmann::json();
+    }();
+    BOOST_TEST_REQUIRE(!llama_target.is_null());
+    BOOST_TEST(llama_target.at("hidden_size") == 64);
+    BOOST_TEST(llama_target.at("intermediate_size") == 168);
+    BOOST_TEST(llama_target.at("num_attention_heads") == 2);
+    BOOST_TEST(llama_target.at("num_key_value_heads") == 1);
+    BOOST_TEST(llama_target.at("max_position_embeddings") == 384);
+    BOOST_TEST(llama_target.at("tie_word_embeddings") == true);
 }

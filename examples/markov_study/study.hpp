@@ -15,9 +15,10 @@
 #include <nlohmann/json.hpp>
 #include <simnpo.hpp>
 
+#include "../study_family.hpp"
+
 namespace study {
 
-using Model = simnpo::model::Gpt<simnpo::cpu, float>;
 using simnpo::data::Example;
 namespace sl = simnpo::loss;
 
@@ -30,7 +31,8 @@ struct Settings {
     double leakage = 0.2;
     double train_fraction = 0.8;
     std::uint64_t seed = 0;
-    // Model: GPT-2-shaped, one token per state.
+    // Model: GPT-2-shaped, or the Llama of its size (in_family); one token per state.
+    std::string family = "gpt2";
     std::int64_t n_layer = 4;
     std::int64_t n_head = 4;
     std::int64_t n_embd = 128;
@@ -73,8 +75,8 @@ struct Settings {
                 {"subsets", {{"retain", {0, 1, 2}}, {"forget1", {3, 4, 5}}, {"forget2", {6, 7, 8}}}}};
     }
     nlohmann::json model_json() const {
-        return {{"n_layer", n_layer}, {"n_head", n_head}, {"n_embd", n_embd}, {"vocab_size", 10},
-                {"n_positions", length}};
+        return {{"family", family}, {"n_layer", n_layer}, {"n_head", n_head}, {"n_embd", n_embd},
+                {"vocab_size", 10}, {"n_positions", length}};
     }
     nlohmann::json training_json() const {
         return {{"optimizer", "adamw"}, {"lr", train_lr}, {"batch_size", train_batch}, {"epochs", train_epochs},
@@ -116,12 +118,13 @@ inline std::vector<Example> concat(std::initializer_list<const std::vector<Examp
     return all;
 }
 
-// A model trained from GPT-2's initialisation on `examples` (token-mean NLL),
-// or the one a previous run cached under `cache` with the same settings. The
-// settings travel in the model's config.json; the directory's name is their
-// hash, so changed settings train a new model beside the old.
-inline Model trained_model(const std::string& name, const std::vector<Example>& examples, const Settings& s,
-                           const std::filesystem::path& cache, std::FILE* log) {
+// A model trained from its family's initialisation on `examples` (token-mean
+// NLL), or the one a previous run cached under `cache` with the same settings.
+// The settings (the family among them) travel in the model's config.json; the
+// directory's name is their hash, so changed settings train a new model beside the old.
+template <class Family>
+Model<Family> trained_model(const std::string& name, const std::vector<Example>& examples, const Settings& s,
+                            const std::filesystem::path& cache, std::FILE* log) {
     const nlohmann::json key = {{"name", name},
                                 {"data", s.data_json()},
                                 {"model", s.model_json()},
@@ -132,21 +135,22 @@ inline Model trained_model(const std::string& name, const std::vector<Example>& 
     std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a));
     const std::filesystem::path dir = cache / (name + "-" + hash);
     if (std::filesystem::exists(dir / "config.json")) {
-        Model model = simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(dir);
+        auto model = simnpo::model::load<Model<Family>>(dir);
         if (model.config().extra.value("markov_study", nlohmann::json()) != key)
             simnpo::fail(dir.string(), ": the cached model was trained with other settings; delete the directory");
         std::fprintf(log, "%s model: loaded from %s\n", name.c_str(), dir.c_str());
         return model;
     }
-    simnpo::model::Config config;
-    config.vocab_size = 10;
-    config.n_positions = s.length;
-    config.n_embd = s.n_embd;
-    config.n_layer = s.n_layer;
-    config.n_head = s.n_head;
+    simnpo::model::Config gpt2;
+    gpt2.vocab_size = 10;
+    gpt2.n_positions = s.length;
+    gpt2.n_embd = s.n_embd;
+    gpt2.n_layer = s.n_layer;
+    gpt2.n_head = s.n_head;
+    gpt2.validate("markov_study");
+    auto config = in_family<Family>(gpt2);
     config.extra = {{"markov_study", key}};
-    config.validate("markov_study");
-    Model model(config);
+    Model<Family> model(config);
     simnpo::model::init_weights(model, s.seed);
     std::fprintf(log, "%s model: training on %zu sequences, %lld epochs\n", name.c_str(), examples.size(),
                  static_cast<long long>(s.train_epochs));
@@ -194,12 +198,13 @@ struct Trajectory {
 };
 
 // The retrained model as the reference of the evaluation, with the test splits.
+template <class Family>
 class Evaluator {
 public:
-    Evaluator(const Model& retrained, const Sources& sources)
+    Evaluator(const Model<Family>& retrained, const Sources& sources)
         : reference_(retrained), sources_(sources) {}
 
-    void record(Model& model, std::int64_t step, Trajectory& t) {
+    void record(Model<Family>& model, std::int64_t step, Trajectory& t) {
         t.step.push_back(step);
         t.kl_retain.push_back(simnpo::eval::mean_token_kl(reference_, model, sources_.retain.test));
         t.kl_forget1.push_back(simnpo::eval::mean_token_kl(reference_, model, sources_.forget1.test));
@@ -207,17 +212,17 @@ public:
     }
 
 private:
-    sl::FrozenReference<Model> reference_;
+    sl::FrozenReference<Model<Family>> reference_;
     const Sources& sources_;
 };
 
 // Unlearns forget1-train ∪ forget2-train from a copy of `original` with one
 // objective, evaluating every eval_every steps (and before the first).
-template <class Objective>
-Trajectory unlearn(const Model& original, const Objective& objective, const Sources& sources, const Settings& s,
-                   Evaluator& evaluator) {
+template <class Family, class Objective>
+Trajectory unlearn(const Model<Family>& original, const Objective& objective, const Sources& sources, const Settings& s,
+                   Evaluator<Family>& evaluator) {
     const auto started = std::chrono::steady_clock::now();
-    Model model = original;
+    Model<Family> model = original;
     const auto forget = concat({&sources.forget1.train, &sources.forget2.train});
     const std::vector<Example> none;
     const auto& retain = Objective::has_retain ? sources.retain.train : none;
@@ -243,9 +248,10 @@ Trajectory unlearn(const Model& original, const Objective& objective, const Sour
 }
 
 // Every method of the study on one scenario, in the order of the report.
-inline std::vector<std::pair<std::string, Trajectory>> run_methods(const Model& original, const Sources& sources,
-                                                                   const Settings& s, Evaluator& evaluator,
-                                                                   std::FILE* log) {
+template <class Family>
+std::vector<std::pair<std::string, Trajectory>> run_methods(const Model<Family>& original, const Sources& sources,
+                                                            const Settings& s, Evaluator<Family>& evaluator,
+                                                            std::FILE* log) {
     std::vector<std::pair<std::string, Trajectory>> runs;
     const auto run = [&](std::string name, const auto& objective) {
         runs.emplace_back(name, unlearn(original, objective, sources, s, evaluator));

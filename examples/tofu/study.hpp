@@ -15,19 +15,21 @@
 #include <nlohmann/json.hpp>
 #include <simnpo.hpp>
 
+#include "../study_family.hpp"
+
 namespace study {
 
 namespace fs = std::filesystem;
 namespace sl = simnpo::loss;
-using Model = simnpo::model::Gpt<simnpo::cpu, float>;
 using simnpo::data::Example;
 using nlohmann::json;
 
 struct Settings {
     std::string split = "forget10";
     std::size_t vocab_size = 4096;  // BPE trained on full.jsonl's questions and answers
+    std::string family = "gpt2";    // or "llama": the Llama of the same size (in_family)
     std::int64_t n_embd = 128, n_layer = 4, n_head = 4, n_positions = 256;
-    // The target (full) and retain (retain90) models, from GPT-2's initialisation.
+    // The target (full) and retain (retain90) models, from their family's initialisation.
     std::int64_t train_epochs = 30, train_batch = 8, train_warmup = 100;
     double train_lr = 2e-3;
     // Subsets (0: all) of full.jsonl's leading rows used as the retain data, for the quick run.
@@ -68,7 +70,8 @@ struct Settings {
 
     json tokenizer_json() const { return {{"vocab_size", vocab_size}, {"corpus", "full.jsonl"}}; }
     json model_json() const {
-        return {{"n_embd", n_embd}, {"n_layer", n_layer}, {"n_head", n_head}, {"n_positions", n_positions}};
+        return {{"family", family}, {"n_embd", n_embd}, {"n_layer", n_layer}, {"n_head", n_head},
+                {"n_positions", n_positions}};
     }
     json training_json() const {
         return {{"epochs", train_epochs}, {"batch_size", train_batch}, {"lr", train_lr}, {"schedule", "cosine"},
@@ -120,8 +123,9 @@ inline simnpo::tokenizer::Gpt2Tokenizer tokenizer(const fs::path& data, const Se
     return trained;
 }
 
-// The compact GPT of the settings, over the tokenizer's vocabulary.
-inline simnpo::model::Config model_config(const Settings& s, const simnpo::tokenizer::Gpt2Tokenizer& tokenizer) {
+// The compact model of the settings in `Family`, over the tokenizer's vocabulary.
+template <class Family>
+typename Family::Config model_config(const Settings& s, const simnpo::tokenizer::Gpt2Tokenizer& tokenizer) {
     simnpo::model::Config config;
     config.vocab_size = static_cast<std::int64_t>(tokenizer.vocab_size());
     config.n_positions = s.n_positions;
@@ -129,12 +133,10 @@ inline simnpo::model::Config model_config(const Settings& s, const simnpo::token
     config.n_layer = s.n_layer;
     config.n_head = s.n_head;
     config.validate("tofu_study");
-    return config;
+    return in_family<Family>(config);
 }
 
-// A model trained from GPT-2's initialisation on `examples`, or the one a
-// previous run cached with the same settings; its directory carries the tokenizer.
-// What a trained model's cache entry is keyed on.
+// What a trained model's cache entry is keyed on (the family among the model's settings).
 inline json model_key(const std::string& name, std::size_t rows, const Settings& s) {
     return {{"name", name},
             {"rows", rows},
@@ -147,24 +149,25 @@ inline fs::path model_dir(const std::string& name, std::size_t rows, const Setti
     return cache / (name + "-" + hash_of(model_key(name, rows, s)));
 }
 
-// A model trained from GPT-2's initialisation on `examples`, or the one a
+// A model trained from its family's initialisation on `examples`, or the one a
 // previous run cached with the same settings; its directory carries the
 // tokenizer. `progress` shows the steps (one of two trainings side by side does).
-inline Model trained_model(const std::string& name, const std::vector<Example>& examples,
-                           const simnpo::data::TextFormat& format, const Settings& s, const fs::path& cache,
-                           std::FILE* log, bool progress) {
+template <class Family>
+Model<Family> trained_model(const std::string& name, const std::vector<Example>& examples,
+                            const simnpo::data::TextFormat& format, const Settings& s, const fs::path& cache,
+                            std::FILE* log, bool progress) {
     const json key = model_key(name, examples.size(), s);
     const fs::path dir = model_dir(name, examples.size(), s, cache);
     if (fs::exists(dir / "config.json")) {
-        Model model = simnpo::model::load<simnpo::model::Gpt<simnpo::cpu, float>>(dir);
+        auto model = simnpo::model::load<Model<Family>>(dir);
         if (model.config().extra.value("tofu_study", json()) != key)
             simnpo::fail(dir.string(), ": the cached model was trained with other settings; delete the directory");
         std::fprintf(log, "%s model: loaded from %s\n", name.c_str(), dir.c_str());
         return model;
     }
-    simnpo::model::Config config = model_config(s, format.tokenizer());
+    auto config = model_config<Family>(s, format.tokenizer());
     config.extra = {{"tofu_study", key}};
-    Model model(config);
+    Model<Family> model(config);
     simnpo::model::init_weights(model, s.seed);
     std::fprintf(log, "%s model: training on %zu examples, %lld epochs\n", name.c_str(), examples.size(),
                  static_cast<long long>(s.train_epochs));
@@ -195,9 +198,10 @@ inline const std::vector<std::string>& methods() {
 }
 
 // `target` unlearned with `method` on forget (and retain, for the +GD methods).
-inline Model unlearned(const std::string& method, const Model& target, const std::vector<Example>& forget,
-                       const std::vector<Example>& retain, const Settings& s, std::FILE* log) {
-    Model model = target;
+template <class Family>
+Model<Family> unlearned(const std::string& method, const Model<Family>& target, const std::vector<Example>& forget,
+                        const std::vector<Example>& retain, const Settings& s, std::FILE* log) {
+    Model<Family> model = target;
     simnpo::train::Options options;
     options.epochs = s.unlearn_epochs;
     options.batch_size = s.unlearn_batch;
@@ -210,7 +214,7 @@ inline Model unlearned(const std::string& method, const Model& target, const std
     const auto run = [&](const auto& objective) {
         using Objective = std::remove_cvref_t<decltype(objective)>;
         if constexpr (Objective::needs_reference) {
-            sl::FrozenReference<Model> reference(target);
+            sl::FrozenReference<Model<Family>> reference(target);
             simnpo::train::unlearn(model, reference, objective, adamw, forget, retain_set, options,
                                    simnpo::train::ProgressBar(0, log));
         } else {
@@ -232,10 +236,11 @@ inline Model unlearned(const std::string& method, const Model& target, const std
 
 // The relearning attack on `model` (a copy): fine-tuned on a tenth of the
 // forget set, the whole set probed against the holdout questions.
-inline simnpo::eval::RelearnResult relearned(const Model& model, const simnpo::data::TextFormat& format,
-                                            std::span<const simnpo::data::QuestionAnswer> forget,
-                                            std::span<const simnpo::data::QuestionAnswer> holdout, const Settings& s) {
-    Model copy = model;
+template <class Family>
+simnpo::eval::RelearnResult relearned(const Model<Family>& model, const simnpo::data::TextFormat& format,
+                                      std::span<const simnpo::data::QuestionAnswer> forget,
+                                      std::span<const simnpo::data::QuestionAnswer> holdout, const Settings& s) {
+    Model<Family> copy = model;
     simnpo::eval::RelearnOptions options;
     options.subset_size = std::max<std::size_t>(1, forget.size() / 10);
     options.eval_every = s.relearn_every;
