@@ -121,7 +121,7 @@ inline void step1b(std::string& w) {
     else if (w.ends_with("ing") && has_vowel(std::string_view(w).substr(0, w.size() - 3)))
         cut = 3;
     if (cut == 0) return;
-    w.resize(w.size() - cut);
+    w.erase(w.size() - cut);  // not resize: GCC 12 cannot see that size() >= cut and warns of a huge memset
     if (w.ends_with("at") || w.ends_with("bl") || w.ends_with("iz")) {
         w += 'e';
     } else if (ends_double_consonant(w)) {
