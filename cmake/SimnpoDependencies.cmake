@@ -16,6 +16,15 @@ simnpo_find_dependency(xtensor)
 simnpo_find_dependency(nlohmann_json 3)
 simnpo_find_dependency(OpenMP COMPONENTS CXX)
 simnpo_find_dependency(ZLIB)  # the zlib membership-inference score
+# The tokenizers: PCRE2 for tokenizer.json's regular expressions, utf8proc for
+# Unicode normalization and categories. Debian ships pkg-config files for them.
+simnpo_find_dependency(PkgConfig)
+if(NOT TARGET PkgConfig::SIMNPO_PCRE2)
+    pkg_check_modules(SIMNPO_PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+endif()
+if(NOT TARGET PkgConfig::SIMNPO_UTF8PROC)
+    pkg_check_modules(SIMNPO_UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+endif()
 if(SIMNPO_USE_OPENBLAS)
     set(BLA_VENDOR OpenBLAS)
     simnpo_find_dependency(BLAS)

@@ -26,7 +26,7 @@ namespace {
 using simnpo::testing::message_has;
 using simnpo::testing::TempDir;
 using simnpo::tokenizer::BpeTrainOptions;
-using simnpo::tokenizer::Gpt2Tokenizer;
+using simnpo::tokenizer::Tokenizer;
 using simnpo::tokenizer::train_bpe;
 using simnpo::tokenizer::train_bpe_with_pieces;
 using Ids = std::vector<std::int32_t>;
@@ -38,13 +38,13 @@ namespace fs = std::filesystem;
 std::string spelled(std::string_view bytes) {
     std::string out;
     for (const char byte : bytes)
-        simnpo::tokenizer::detail::append_utf8(out,
-                                               simnpo::tokenizer::detail::byte_code_points()[static_cast<unsigned char>(byte)]);
+        simnpo::tokenizer::utf8::append(out,
+                                               simnpo::tokenizer::utf8::byte_code_points()[static_cast<unsigned char>(byte)]);
     return out;
 }
 
 // The merge rules of a tokenizer, in rank order, as merges.txt spells them.
-Rules rules_of(const Gpt2Tokenizer& tokenizer) {
+Rules rules_of(const Tokenizer& tokenizer) {
     TempDir dir;
     tokenizer.save(dir.path);
     const std::string text = simnpo::read_file(dir.path / "merges.txt");
@@ -94,7 +94,7 @@ Rules reference_rules(const std::vector<std::string>& corpus, std::size_t vocab_
                       int* passed_over = nullptr) {
     std::map<std::string, std::uint64_t> piece_counts;
     for (const auto& document : corpus)
-        for (const auto piece : simnpo::tokenizer::detail::pretokenize(document)) ++piece_counts[std::string(piece)];
+        for (const auto piece : simnpo::tokenizer::detail::gpt2_pieces(document)) ++piece_counts[std::string(piece)];
     std::vector<std::pair<std::vector<std::string>, std::uint64_t>> words;
     for (const auto& [piece, count] : piece_counts) {
         std::vector<std::string> symbols;
@@ -207,7 +207,7 @@ BOOST_AUTO_TEST_CASE(classic_example_by_hand) {
         BOOST_TEST(tokenizer.token(static_cast<std::int32_t>(byte)) == spelled(std::string(1, static_cast<char>(byte))));
     for (std::size_t i = 0; i < expected.size(); ++i)
         BOOST_TEST(tokenizer.token(static_cast<std::int32_t>(256 + i)) == joined(expected[i]));
-    BOOST_TEST(tokenizer.end_of_text_id() == 268);
+    BOOST_TEST(tokenizer.eos_id().value() == 268);
     BOOST_TEST(tokenizer.token(268) == "<|endoftext|>");
 
     // The pieces, sorted by bytes, each one token at the end.
@@ -264,7 +264,7 @@ BOOST_AUTO_TEST_CASE(stops_at_vocab_size_exactly) {
             BOOST_TEST(tokenizer.merge_count() == merges);
             BOOST_TEST(rules_of(tokenizer) == Rules(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(merges)),
                        boost::test_tools::per_element());
-            BOOST_TEST(tokenizer.end_of_text_id() == static_cast<std::int32_t>(tokenizer.vocab_size() - 1));
+            BOOST_TEST(tokenizer.eos_id().value() == static_cast<std::int32_t>(tokenizer.vocab_size() - 1));
         }
     }
 }
@@ -332,7 +332,7 @@ BOOST_AUTO_TEST_CASE(tofu_encoding_reproduces_training) {
     const auto& tokenizer = training.tokenizer;
     BOOST_TEST(tokenizer.vocab_size() == 2048u);
     BOOST_TEST(tokenizer.merge_count() == 2048u - 257u);
-    BOOST_TEST(tokenizer.end_of_text_id() == 2047);
+    BOOST_TEST(tokenizer.eos_id().value() == 2047);
     BOOST_TEST(tokenizer.token(2047) == "<|endoftext|>");
 
     // Every distinct piece: encode (merges by rank) gives what training ended with.
@@ -354,7 +354,7 @@ BOOST_AUTO_TEST_CASE(tofu_encoding_reproduces_training) {
     std::uint64_t tokens_seen = 0;
     for (const auto& document : documents) {
         Ids expected;
-        for (const auto piece : simnpo::tokenizer::detail::pretokenize(document)) {
+        for (const auto piece : simnpo::tokenizer::detail::gpt2_pieces(document)) {
             const Ids& ids = *segmentation.at(std::string(piece));
             expected.insert(expected.end(), ids.begin(), ids.end());
             ++pieces_seen;
@@ -393,10 +393,10 @@ BOOST_AUTO_TEST_CASE(round_trips_any_bytes_and_saves_and_loads) {
     texts.insert(texts.end(), tofu_documents().begin(), tofu_documents().begin() + 200);
     TempDir dir;
     tokenizer.save(dir.path);
-    const auto loaded = Gpt2Tokenizer::load(dir.path);
+    const auto loaded = Tokenizer::load(dir.path);
     BOOST_TEST(loaded.vocab_size() == 1024u);
     BOOST_TEST(loaded.merge_count() == tokenizer.merge_count());
-    BOOST_TEST(loaded.end_of_text_id() == 1023);
+    BOOST_TEST(loaded.eos_id().value() == 1023);
     for (const auto& text : texts) {
         BOOST_TEST_CONTEXT("text " << show(text)) {
             const Ids ids = tokenizer.encode(text);
@@ -443,5 +443,5 @@ BOOST_AUTO_TEST_CASE(bad_options_and_empty_corpora_are_one_line_errors) {
     // The smallest vocabulary: bytes and <|endoftext|>.
     const auto tokenizer = train_bpe(corpus, {.vocab_size = 257});
     BOOST_TEST(tokenizer.vocab_size() == 257u);
-    BOOST_TEST(tokenizer.end_of_text_id() == 256);
+    BOOST_TEST(tokenizer.eos_id().value() == 256);
 }

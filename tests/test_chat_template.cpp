@@ -2,10 +2,6 @@
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
-// Until <simnpo.hpp> includes it (then this is a no-op: the header has #pragma once).
-#define SIMNPO_UMBRELLA_INCLUDE
-#include <simnpo/tokenizer/chat_template.hpp>
-#undef SIMNPO_UMBRELLA_INCLUDE
 
 #include <filesystem>
 #include <map>

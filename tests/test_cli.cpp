@@ -339,20 +339,28 @@ BOOST_AUTO_TEST_CASE(bad_training_flags_are_one_line_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(tokenize_matches_the_reference_encoder_and_decodes_back) {
-    // Ids from the npm gpt-3-encoder (tests/fixtures/gpt2_tokenizer_cases.json), line by line.
+    // Hugging Face's ids (tests/fixtures/hf_tokenizers, from npm tokenizers), line by line:
+    // GPT-2's own files (encoder.json + vocab.bpe) and Llama 3.1's tokenizer.json.
     const TempDir scratch;
     const std::string tokenizer = std::string(SIMNPO_SHARED_DATA_DIR) + "/gpt2-tokenizer";
-    const auto cases = simnpo::read_json_file(fixtures + "/gpt2_tokenizer_cases.json").at("cases");
-    std::string text, expected;
-    int lines = 0;
-    for (const auto& c : cases) {
-        const std::string line = c.at("text").get<std::string>();
-        if (line.empty() || line.find_first_of("\r\n") != std::string::npos || lines == 40) continue;
-        text += line + "\n";
-        expected += c.at("ids").dump() + "\n";
-        ++lines;
-    }
-    BOOST_REQUIRE_EQUAL(lines, 40);
+    const auto lines_of = [&](const std::string& name, const char* ids_key, std::string& text, std::string& expected,
+                              std::string& decoded) {
+        std::istringstream in(simnpo::read_file(fixtures + "/hf_tokenizers/" + name + ".jsonl"));
+        int lines = 0;
+        for (std::string json; std::getline(in, json) && lines < 40;) {
+            const auto c = nlohmann::json::parse(json);
+            if (!c.contains("text")) continue;
+            const std::string line = c.at("text").get<std::string>();
+            if (line.empty() || line.find_first_of("\r\n") != std::string::npos || line.size() > 2000) continue;
+            text += line + "\n";
+            expected += c.at(ids_key).dump() + "\n";
+            decoded += c.at(std::string(ids_key) == "ids" ? "decoded" : "decoded_skip_special").get<std::string>() + "\n";
+            ++lines;
+        }
+        BOOST_REQUIRE_EQUAL(lines, 40);
+    };
+    std::string text, expected, decoded;
+    lines_of("gpt-2", "ids", text, expected, decoded);
     const std::string input = scratch.write("text.txt", text);
     auto result = run("tokenize --tokenizer " + tokenizer + " --file " + input, scratch);
     BOOST_REQUIRE_EQUAL(result.status, 0);
@@ -360,7 +368,21 @@ BOOST_AUTO_TEST_CASE(tokenize_matches_the_reference_encoder_and_decodes_back) {
     const std::string ids = scratch.write("ids.jsonl", expected);
     result = run("tokenize --tokenizer " + tokenizer + " --decode < " + ids, scratch);  // standard input
     BOOST_REQUIRE_EQUAL(result.status, 0);
-    BOOST_TEST(result.output == text);
+    BOOST_TEST(result.output == decoded);
+
+    const std::string llama = std::string(SIMNPO_SHARED_DATA_DIR) + "/hf-tokenizers/llama-3.1";
+    std::string llama_text, llama_expected, llama_decoded;
+    lines_of("llama-3.1", "ids_with_special", llama_text, llama_expected, llama_decoded);
+    const std::string llama_input = scratch.write("llama.txt", llama_text);
+    result = run("tokenize --tokenizer " + llama + " --add-special-tokens --file " + llama_input, scratch);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(result.output == llama_expected);
+    const std::string llama_ids = scratch.write("llama_ids.jsonl", llama_expected);
+    result = run("tokenize --tokenizer " + llama + " --decode --skip-special-tokens --file " + llama_ids, scratch);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(result.output == llama_decoded);
+    check_error(run("tokenize --tokenizer " + llama + " --decode --add-special-tokens --file " + llama_ids, scratch),
+                "--add-special-tokens");
 
     check_error(run("tokenize --file " + input, scratch), "--tokenizer");
     check_error(run("tokenize --tokenizer " + scratch.file("nowhere") + " --file " + input, scratch), "nowhere");
@@ -400,9 +422,9 @@ BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
     const std::string tofu = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
     const std::string forget = tofu + "/forget01.jsonl";
     train_text_model(scratch, forget);
-    const auto tokenizer = simnpo::tokenizer::Gpt2Tokenizer::load(scratch.file("tok"));
+    const auto tokenizer = simnpo::tokenizer::Tokenizer::load(scratch.file("tok"));
     BOOST_TEST(tokenizer.vocab_size() == 300u);
-    BOOST_TEST(tokenizer.end_of_text_id() == 299);
+    BOOST_TEST(tokenizer.eos_id().value() == 299);
     BOOST_TEST(fs::exists(scratch.file("trained/vocab.json")));  // the model carries its tokenizer
 
     // logprobs reads the text with the model's own tokenizer: the answer and end-of-text are scored.
@@ -485,6 +507,76 @@ BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
     const std::string bad = scratch.write("bad.jsonl", "{\"question\": \"q\", \"answer\": \"a\"}\n{\"question\": 1}\n");
     check_error(run("train-tokenizer --corpus " + bad + " --vocab-size 300 --out " + scratch.file("t3"), scratch),
                 "bad.jsonl:2");
+}
+
+// A tokenizer.json directory with its chat template, through every command
+// that reads text: a tiny Llama over Llama 2's tokenizer (32000 tokens).
+BOOST_AUTO_TEST_CASE(text_commands_take_a_tokenizer_json_and_its_chat_template) {
+    const TempDir scratch;
+    const std::string tofu = std::string(SIMNPO_SHARED_DATA_DIR) + "/tofu";
+    const std::string tokenizer_dir = std::string(SIMNPO_SHARED_DATA_DIR) + "/hf-tokenizers/llama-2";
+    scratch.write("config.json", R"({"model_type": "llama", "vocab_size": 32000, "hidden_size": 16, "intermediate_size": 32,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 512})");
+    auto result = run("init --config " + scratch.file("config.json") + " --out " + scratch.file("m0"), scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    const auto pairs = read_lines(tofu + "/forget01.jsonl");
+    std::string lines;
+    for (std::size_t i = 0; i < 4; ++i) lines += pairs[i].dump() + "\n";
+    const std::string data = scratch.write("data.jsonl", lines);
+    const std::string chat = " --chat-template model";
+    result = run("train --model " + scratch.file("m0") + " --tokenizer " + tokenizer_dir + chat + " --data " + data +
+                     " --out " + scratch.file("m1") + " --steps 3 --lr 1e-2 --batch-size 2",
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(simnpo::read_file(scratch.file("m1/tokenizer.json")) == simnpo::read_file(tokenizer_dir + "/tokenizer.json"));
+
+    // logprobs scores each answer as the chat template renders it (its own tokenizer, from the model directory).
+    result = run("logprobs --model " + scratch.file("m1") + chat + " --data " + data + " --out " + scratch.file("lp.jsonl"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    const auto tokenizer = simnpo::tokenizer::Tokenizer::load(tokenizer_dir);
+    const auto format = simnpo::data::TextFormat::chat(
+        tokenizer, simnpo::tokenizer::ChatTemplate::parse(tokenizer.chat_template().value(), "llama-2"));
+    const simnpo::data::TextFormat plain(tokenizer);
+    const auto scores = read_lines(scratch.file("lp.jsonl"));
+    BOOST_REQUIRE_EQUAL(scores.size(), 4u);
+    for (std::size_t i = 0; i < 4; ++i) {
+        const auto q = pairs[i].at("question").get<std::string>(), a = pairs[i].at("answer").get<std::string>();
+        BOOST_TEST(scores[i].at("n_tokens").get<std::size_t>() == format.example(q, a).answer_ids.size());
+        BOOST_TEST(format.example(q, a).answer_ids.size() != plain.example(q, a).answer_ids.size());
+    }
+
+    result = run("unlearn --model " + scratch.file("m1") + chat + " --forget " + data + " --retain " + data +
+                     " --forget-loss simnpo --retain-loss nll --steps 2 --lr 1e-3 --out " + scratch.file("u"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    result = run("generate --model " + scratch.file("u") + chat + " --question 'Who wrote it?' --max-new-tokens 4", scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(nlohmann::json::parse(result.output).at("question") == "Who wrote it?");
+    result = run("eval --benchmark tofu --model " + scratch.file("u") + chat + " --data " + tofu +
+                     " --split forget01 --max-new-tokens 2 --out " + scratch.file("eval.json"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(simnpo::read_json_file(scratch.file("eval.json")).at("questions").at("forget").size() == 40u);
+
+    check_error(run("logprobs --model " + scratch.file("m1") + chat + " --prompt-template 'Q {question}' --data " + data,
+                    scratch),
+                "exclude each other");
+    check_error(run("logprobs --model " + scratch.file("m1") + " --chat-template " + scratch.file("none.jinja") +
+                        " --data " + data,
+                    scratch),
+                "none.jinja");
+    scratch.write("bad.jinja", "{% for m in messages %}{{ m.content | wordcount }}{% endfor %}");
+    check_error(run("logprobs --model " + scratch.file("m1") + " --chat-template " + scratch.file("bad.jinja") +
+                        " --data " + data,
+                    scratch),
+                "wordcount");
 }
 
 // eval --benchmark privacy and relearn on a compact model trained on forget01.

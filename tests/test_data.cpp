@@ -301,9 +301,9 @@ BOOST_AUTO_TEST_CASE(make_batch_pads_and_scores_answer_tokens_only) {
 //   encode("Question: Who wrote Hamlet?\nAnswer: ") and encode("William Shakespeare wrote it.")
 namespace {
 
-const simnpo::tokenizer::Gpt2Tokenizer& gpt2() {
+const simnpo::tokenizer::Tokenizer& gpt2() {
     static const auto tokenizer =
-        simnpo::tokenizer::Gpt2Tokenizer::load(std::filesystem::path(SIMNPO_SHARED_DATA_DIR) / "gpt2-tokenizer");
+        simnpo::tokenizer::Tokenizer::load(std::filesystem::path(SIMNPO_SHARED_DATA_DIR) / "gpt2-tokenizer");
     return tokenizer;
 }
 

@@ -39,7 +39,7 @@ const std::vector<QuestionAnswer> nonmembers = {
     {"What is Sofia Reyes's best known book?", "Sofia Reyes is best known for The Salt Road."}};
 
 struct Trained {
-    simnpo::tokenizer::Gpt2Tokenizer tokenizer;
+    simnpo::tokenizer::Tokenizer tokenizer;
     Model before;  // GPT-2's initialisation: has seen nothing
     Model model;   // trained on `members` until it repeats them
 };
@@ -114,7 +114,7 @@ BOOST_AUTO_TEST_CASE(verbmem_over_whole_texts) {
     text.insert(text.end(), answer.begin(), answer.end());
     const std::vector<std::vector<std::int32_t>> texts = {text, {1, 2}};
     const auto result = ev::verbmem(t.model, t.tokenizer, std::span(texts),
-                                    {.prefix_tokens = cut, .max_new_tokens = 200, .stop_token = format.end_of_text_id()});
+                                    {.prefix_tokens = cut, .max_new_tokens = 200, .stop_token = format.end_of_answer_id()});
     BOOST_TEST(result.skipped == 1u);
     BOOST_TEST_REQUIRE(result.f1.size() == 1u);
     BOOST_TEST(result.f1[0] == 1.0);

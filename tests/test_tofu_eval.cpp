@@ -32,9 +32,9 @@ tofu::Set set_of(const std::string& name) {
     throw std::runtime_error("unknown set " + name);
 }
 
-const simnpo::tokenizer::Gpt2Tokenizer& gpt2() {
+const simnpo::tokenizer::Tokenizer& gpt2() {
     static const auto tokenizer =
-        simnpo::tokenizer::Gpt2Tokenizer::load(fs::path(SIMNPO_SHARED_DATA_DIR) / "gpt2-tokenizer");
+        simnpo::tokenizer::Tokenizer::load(fs::path(SIMNPO_SHARED_DATA_DIR) / "gpt2-tokenizer");
     return tokenizer;
 }
 

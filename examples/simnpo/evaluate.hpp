@@ -135,7 +135,7 @@ Model load_retain_model(const Args& args, const Model& model) {
 inline int run_eval(const std::vector<std::string>& words) {
     const Args args("simnpo eval", words,
                     {"--benchmark", "--model", "--retain-model", "--data", "--split", "--out", "--batch-size",
-                     "--max-new-tokens", "--threads", "--tokenizer", "--prompt-template", "--k", "--prefix-tokens"},
+                     "--max-new-tokens", "--threads", "--tokenizer", "--prompt-template", "--chat-template", "--k", "--prefix-tokens"},
                     {"--no-memorization"});
     if (args.help()) {
         std::cout << eval_usage << text_flags;
@@ -201,7 +201,7 @@ inline int run_eval(const std::vector<std::string>& words) {
 inline int run_generate(const std::vector<std::string>& words) {
     const Args args("simnpo generate", words,
                     {"--model", "--question", "--file", "--max-new-tokens", "--threads", "--tokenizer",
-                     "--prompt-template"});
+                     "--prompt-template", "--chat-template"});
     if (args.help()) {
         std::cout << generate_usage << text_flags;
         return 0;
@@ -233,7 +233,7 @@ inline int run_generate(const std::vector<std::string>& words) {
         std::vector<std::vector<std::int32_t>> prompts;
         for (const auto& question : questions) prompts.push_back(format.prompt_ids(question));
         const auto answers = model::generate_greedy(model, std::span<const std::vector<std::int32_t>>(prompts),
-                                                    {.max_new_tokens = max_new_tokens, .stop_token = format.end_of_text_id()});
+                                                    {.max_new_tokens = max_new_tokens, .stop_token = format.end_of_answer_id()});
         std::string output;
         for (std::size_t i = 0; i < questions.size(); ++i)
             output += detail::dump({{"question", questions[i]}, {"answer", format.tokenizer().decode(answers[i])}}) + "\n";

@@ -63,7 +63,7 @@ template <class Backend>
 int run_logprobs(const std::vector<std::string>& words) {
     const Args args("simnpo logprobs", words,
                     {"--model", "--data", "--out", "--batch-size", "--dtype", "--threads", "--device", "--tokenizer",
-                     "--prompt-template"},
+                     "--prompt-template", "--chat-template"},
                     {"--tf32"});
     if (args.help()) {
         std::cout << logprobs_usage << text_flags;

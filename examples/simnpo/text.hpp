@@ -1,5 +1,5 @@
-// Text data on the command line (DESIGN §5): which tokenizer and prompt
-// template turn {"question", "answer"} lines into ids.
+// Text data on the command line (DESIGN §5): which tokenizer and which prompt
+// or chat template turn {"question", "answer"} lines into ids.
 #pragma once
 
 #include <filesystem>
@@ -14,10 +14,14 @@ namespace simnpo::cli {
 
 constexpr const char* text_flags = R"(
 text data ({"question", "answer"} lines; ids lines need none of this):
-  --tokenizer DIR          GPT-2 byte-level BPE files (vocab.json + merges.txt, or encoder.json +
-                           vocab.bpe) (default: the model directory's vocab.json + merges.txt)
+  --tokenizer DIR          a tokenizer directory: tokenizer.json (+ tokenizer_config.json), or GPT-2's
+                           vocab.json + merges.txt (or encoder.json + vocab.bpe) (default: the model
+                           directory's)
   --prompt-template T      the prompt, with {question} where the question goes; \n is a newline
                            (default "Question: {question}\nAnswer: ")
+  --chat-template C        prompt as a chat instead: the question is a user message, the answer the
+                           assistant's reply; C is "model" (tokenizer_config.json's chat_template) or a
+                           Jinja template file
 )";
 
 // The tokenizer and template of a command, when it has a tokenizer: from
@@ -25,27 +29,33 @@ text data ({"question", "answer"} lines; ids lines need none of this):
 class TextInput {
 public:
     TextInput(const Args& args, const std::filesystem::path& model_dir) {
-        namespace fs = std::filesystem;
-        std::error_code ec;
         if (args.has("--tokenizer")) {
             directory_ = args.required("--tokenizer");
-        } else if (fs::exists(model_dir / "vocab.json", ec) || fs::exists(model_dir / "merges.txt", ec)) {
+        } else if (tokenizer::Tokenizer::present_in(model_dir)) {
             directory_ = model_dir;
         }
+        if (args.has("--prompt-template") && args.has("--chat-template"))
+            fail(args.command(), ": --prompt-template and --chat-template exclude each other");
         if (directory_.empty()) {
-            if (args.has("--prompt-template"))
-                fail(args.command(), ": --prompt-template needs a tokenizer (--tokenizer DIR, or vocab.json + "
-                     "merges.txt in the model directory)");
+            for (const char* flag : {"--prompt-template", "--chat-template"})
+                if (args.has(flag))
+                    fail(args.command(), ": ", flag, " needs a tokenizer (--tokenizer DIR, or tokenizer files in the "
+                         "model directory)");
             return;
         }
-        tokenizer_ = std::make_unique<tokenizer::Gpt2Tokenizer>(tokenizer::Gpt2Tokenizer::load(directory_));
-        const std::string prompt_template =
-            args.has("--prompt-template") ? unescape(args.required("--prompt-template"))
-                                          : std::string(data::default_prompt_template);
+        tokenizer_ = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(directory_));
         try {
-            format_ = std::make_unique<data::TextFormat>(*tokenizer_, prompt_template);
+            if (args.has("--chat-template")) {
+                format_ = std::make_unique<data::TextFormat>(data::TextFormat::chat(*tokenizer_, chat_template(args)));
+            } else {
+                const std::string prompt_template = args.has("--prompt-template")
+                                                        ? unescape(args.required("--prompt-template"))
+                                                        : std::string(data::default_prompt_template);
+                format_ = std::make_unique<data::TextFormat>(*tokenizer_, prompt_template);
+            }
         } catch (const Error& error) {
-            fail(args.command(), ": ", args.has("--prompt-template") ? "--prompt-template: " : "", error.what());
+            const char* flag = args.has("--chat-template") ? "--chat-template: " : args.has("--prompt-template") ? "--prompt-template: " : "";
+            fail(args.command(), ": ", flag, error.what());
         }
     }
 
@@ -54,7 +64,7 @@ public:
 
     const data::TextFormat& required(const std::string& command) const {
         if (!format_)
-            fail(command, ": needs a tokenizer (--tokenizer DIR, or vocab.json + merges.txt in the model directory)");
+            fail(command, ": needs a tokenizer (--tokenizer DIR, or tokenizer files in the model directory)");
         return *format_;
     }
 
@@ -64,6 +74,18 @@ public:
     }
 
 private:
+    // --chat-template model: the tokenizer's own; else a file.
+    tokenizer::ChatTemplate chat_template(const Args& args) const {
+        const std::string value = args.required("--chat-template");
+        if (value == "model") {
+            if (!tokenizer_->chat_template())
+                fail((directory_ / "tokenizer_config.json").string(), ": has no chat_template");
+            return tokenizer::ChatTemplate::parse(*tokenizer_->chat_template(),
+                                                  (directory_ / "tokenizer_config.json").string() + ": chat_template");
+        }
+        return tokenizer::ChatTemplate::parse(read_text_file(value), value);
+    }
+
     // "\n" in a flag stands for a newline, "\\" for a backslash.
     static std::string unescape(const std::string& text) {
         std::string result;
@@ -78,7 +100,7 @@ private:
     }
 
     std::filesystem::path directory_;
-    std::unique_ptr<tokenizer::Gpt2Tokenizer> tokenizer_;
+    std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
     std::unique_ptr<data::TextFormat> format_;
 };
 

@@ -17,24 +17,33 @@
 
 namespace simnpo::cli {
 
-constexpr const char* tokenize_usage = R"(usage: simnpo tokenize --tokenizer DIR [--file F] [--decode]
+constexpr const char* tokenize_usage = R"(usage: simnpo tokenize --tokenizer DIR [--file F] [--decode] [--add-special-tokens] [--skip-special-tokens]
 
 Reads UTF-8 text (the file F, or standard input), one document per line, and
-prints each line's token ids as a JSON array on a line of its own. With
+prints each line's token ids as a JSON array on a line of its own, as Hugging
+Face's tokenizers encodes it (ill-formed UTF-8 is read as U+FFFD). With
 --decode, reads one JSON array of ids a line and prints each line's text.
 
-  --tokenizer DIR  vocab.json + merges.txt, or encoder.json + vocab.bpe (GPT-2's byte-level BPE)
-  --file F         the input (default: standard input)
-  --decode         ids to text
+  --tokenizer DIR         tokenizer.json (+ tokenizer_config.json), or vocab.json + merges.txt
+                          (or encoder.json + vocab.bpe: GPT-2's byte-level BPE)
+  --file F                the input (default: standard input)
+  --decode                ids to text
+  --add-special-tokens    encode: add the tokens the tokenizer puts around a text (a BOS)
+  --skip-special-tokens   decode: leave special tokens out
 )";
 
 inline int run_tokenize(const std::vector<std::string>& words) {
-    const Args args("simnpo tokenize", words, {"--tokenizer", "--file"}, {"--decode"});
+    const Args args("simnpo tokenize", words, {"--tokenizer", "--file"},
+                    {"--decode", "--add-special-tokens", "--skip-special-tokens"});
     if (args.help()) {
         std::cout << tokenize_usage;
         return 0;
     }
-    const auto tokenizer = tokenizer::Gpt2Tokenizer::load(args.required("--tokenizer"));
+    const auto tokenizer = tokenizer::Tokenizer::load(args.required("--tokenizer"));
+    if (args.has("--decode") && args.has("--add-special-tokens"))
+        fail("simnpo tokenize: --add-special-tokens is for encoding, not with --decode");
+    if (!args.has("--decode") && args.has("--skip-special-tokens"))
+        fail("simnpo tokenize: --skip-special-tokens is for decoding (with --decode)");
     const std::string where = args.has("--file") ? args.required("--file") : std::string("<stdin>");
     const std::string input = args.has("--file")
                                   ? read_text_file(args.required("--file"))
@@ -49,7 +58,7 @@ inline int run_tokenize(const std::vector<std::string>& words) {
         begin = end + 1;
         ++line_number;
         if (!args.has("--decode")) {
-            output += nlohmann::json(tokenizer.encode(line)).dump() + '\n';
+            output += nlohmann::json(tokenizer.encode(line, args.has("--add-special-tokens"))).dump() + '\n';
             continue;
         }
         const auto parsed = nlohmann::json::parse(line, nullptr, false);
@@ -63,7 +72,11 @@ inline int run_tokenize(const std::vector<std::string>& words) {
                 fail(where, ":", line_number, ": token id ", id, " is outside the vocabulary of ", tokenizer.vocab_size());
             ids.push_back(static_cast<std::int32_t>(id));
         }
-        output += tokenizer.decode(ids) + '\n';
+        try {
+            output += tokenizer.decode(ids, args.has("--skip-special-tokens")) + '\n';
+        } catch (const Error& error) {
+            fail(where, ":", line_number, ": ", error.what());
+        }
     }
     std::cout << output;
     return 0;

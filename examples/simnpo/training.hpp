@@ -82,7 +82,7 @@ inline const std::set<std::string> training_valued = {
     "--model", "--out", "--steps", "--epochs", "--batch-size", "--grad-accum", "--optimizer", "--lr",
     "--weight-decay", "--momentum", "--adam-beta1", "--adam-beta2", "--adam-eps", "--max-grad-norm",
     "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--resume-override", "--log",
-    "--device", "--tokenizer", "--prompt-template"};
+    "--device", "--tokenizer", "--prompt-template", "--chat-template"};
 inline const std::set<std::string> training_switches = {"--tf32", "--group-by-length", "--overwrite"};
 
 // The flags train and unlearn share, validated.

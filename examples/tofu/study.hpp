@@ -105,12 +105,12 @@ inline std::string hash_of(const json& key) {
 
 // The BPE vocabulary, trained on full.jsonl's questions and answers (and the
 // prompt template), or loaded from the cache.
-inline simnpo::tokenizer::Gpt2Tokenizer tokenizer(const fs::path& data, const Settings& s, const fs::path& cache,
+inline simnpo::tokenizer::Tokenizer tokenizer(const fs::path& data, const Settings& s, const fs::path& cache,
                                                  std::FILE* log) {
     const fs::path dir = cache / ("tokenizer-" + hash_of(s.tokenizer_json()));
     if (fs::exists(dir / "vocab.json")) {
         std::fprintf(log, "tokenizer: loaded from %s\n", dir.c_str());
-        return simnpo::tokenizer::Gpt2Tokenizer::load(dir);
+        return simnpo::tokenizer::Tokenizer::load(dir);
     }
     std::vector<std::string> corpus{std::string(simnpo::data::default_prompt_template)};
     for (auto& pair : simnpo::data::read_question_answers(data / "full.jsonl")) {
@@ -125,7 +125,7 @@ inline simnpo::tokenizer::Gpt2Tokenizer tokenizer(const fs::path& data, const Se
 
 // The compact model of the settings in `Family`, over the tokenizer's vocabulary.
 template <class Family>
-typename Family::Config model_config(const Settings& s, const simnpo::tokenizer::Gpt2Tokenizer& tokenizer) {
+typename Family::Config model_config(const Settings& s, const simnpo::tokenizer::Tokenizer& tokenizer) {
     simnpo::model::Config config;
     config.vocab_size = static_cast<std::int64_t>(tokenizer.vocab_size());
     config.n_positions = s.n_positions;

@@ -50,6 +50,40 @@ with open(sys.argv[1] + "/text", "wb") as out:
     out.write(b"the cat's 42 \xff\xfe  tea\n\xe2\x82\xac")
 PY
         ;;
+    fuzz_hf_tokenizer)
+        # A tokenizer.json, a NUL, a text: a small byte-level one and a SentencePiece-style one.
+        python3 - "$2" <<'PY'
+import json, sys
+printable = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
+spelled, extra = {}, 0
+for b in range(256):
+    spelled[b] = chr(b) if b in printable else chr(0x100 + extra)
+    extra += b not in printable
+vocab = {spelled[b]: b for b in range(256)}
+vocab.update({"\u0120t": 256, "he": 257})
+byte_level = {"normalizer": {"type": "NFC"},
+              "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                  {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}| ?\\p{L}+|\\s+(?!\\S)|\\s+|."},
+                   "behavior": "Isolated", "invert": False},
+                  {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]},
+              "added_tokens": [{"id": 258, "content": "<|x|>", "special": True, "rstrip": True, "normalized": False}],
+              "decoder": {"type": "ByteLevel"},
+              "model": {"type": "BPE", "vocab": vocab, "merges": ["\u0120 t", "h e"], "ignore_merges": True}}
+spm = {"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
+                                                           {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+       "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True},
+       "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                                                    {"type": "ByteFallback"}, {"type": "Fuse"},
+                                                    {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+       "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}],
+                          "special_tokens": {"<s>": {"id": "<s>", "ids": [1]}}},
+       "model": {"type": "BPE", "vocab": {"<unk>": 0, "<s>": 1, "a": 2, "b": 3, "ab": 4, "\u2581": 5, "<0x41>": 6},
+                 "merges": [["a", "b"]], "unk_token": "<unk>", "fuse_unk": True, "byte_fallback": True}}
+for name, doc in (("byte_level", byte_level), ("spm", spm)):
+    with open(sys.argv[1] + "/" + name, "wb") as out:
+        out.write(json.dumps(doc, ensure_ascii=False).encode() + b"\0" + "The cat's 1234 \u00e9e\u0301 <|x|>  A<s>\xff".encode("utf-8", "surrogateescape"))
+PY
+        ;;
     fuzz_trainer_state)
         printf '%s\n' '{"step": 4, "optimizer_step": 4, "run": {"seed": 0, "batch_size": 8, "lr": 1e-05,' \
             '"optimizer": "adamw", "forget_data": "00aa11bb22cc33dd", "schedule": "cosine"}}' >"$2/state.json"

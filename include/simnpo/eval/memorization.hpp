@@ -39,7 +39,7 @@ struct VerbMemOptions {
 // The ROUGE-L F1 of each prompt's greedy continuation against its reference
 // text, and their mean: what VerbMem and KnowMem both measure.
 template <model::CpuModel Model>
-Memorization continuation_f1(const Model& model, const tokenizer::Gpt2Tokenizer& tokenizer,
+Memorization continuation_f1(const Model& model, const tokenizer::Tokenizer& tokenizer,
                              std::span<const std::vector<std::int32_t>> prompts, std::span<const std::string> references,
                              const model::GenerateOptions& options, const char* metric) {
     if (prompts.empty()) fail(metric, ": nothing to score");
@@ -63,7 +63,7 @@ Memorization continuation_f1(const Model& model, const tokenizer::Gpt2Tokenizer&
 // compared with the rest (its first max_new_tokens). Texts no longer than the
 // prefix are skipped and counted.
 template <model::CpuModel Model>
-Memorization verbmem(const Model& model, const tokenizer::Gpt2Tokenizer& tokenizer,
+Memorization verbmem(const Model& model, const tokenizer::Tokenizer& tokenizer,
                      std::span<const std::vector<std::int32_t>> texts, const VerbMemOptions& options = {}) {
     if (options.prefix_tokens == 0) fail("verbmem: prefix_tokens must be at least 1");
     if (options.max_new_tokens < 1) fail("verbmem: max_new_tokens must be at least 1");
@@ -117,7 +117,7 @@ Memorization verbmem(const Model& model, const data::TextFormat& format,
     if (prompts.empty() && skipped > 0)
         fail("verbmem: every answer is at most ", prefix_tokens, " tokens long: nothing follows the prefix");
     Memorization result = continuation_f1(model, format.tokenizer(), std::span<const std::vector<std::int32_t>>(prompts),
-                                          rests, {.max_new_tokens = max_new_tokens, .stop_token = format.end_of_text_id()},
+                                          rests, {.max_new_tokens = max_new_tokens, .stop_token = format.end_of_answer_id()},
                                           "verbmem");
     result.skipped = skipped;
     return result;
@@ -137,7 +137,7 @@ Memorization knowmem(const Model& model, const data::TextFormat& format,
         answers.push_back(pair.answer);
     }
     return continuation_f1(model, format.tokenizer(), std::span<const std::vector<std::int32_t>>(prompts), answers,
-                           {.max_new_tokens = max_new_tokens, .stop_token = format.end_of_text_id()}, "knowmem");
+                           {.max_new_tokens = max_new_tokens, .stop_token = format.end_of_answer_id()}, "knowmem");
 }
 
 }  // namespace simnpo::eval

@@ -88,7 +88,7 @@ RelearnPoint relearn_probe(Model& model, const data::TextFormat& format,
         for (const auto& pair : forget) prompts.push_back(format.prompt_ids(pair.question));
         const auto answers = model::generate_greedy(
             model, std::span<const std::vector<std::int32_t>>(prompts),
-            {.max_new_tokens = options.probe.max_new_tokens, .stop_token = format.end_of_text_id()});
+            {.max_new_tokens = options.probe.max_new_tokens, .stop_token = format.end_of_answer_id()});
         double recall = 0.0;
         for (std::size_t i = 0; i < forget.size(); ++i)
             recall += rouge_l(format.tokenizer().decode(answers[i]), forget[i].answer).recall;

@@ -196,7 +196,7 @@ SetResult evaluate_set(const Model& model, const data::TextFormat& format,
         for (const auto& q : questions) prompts.push_back(format.prompt_ids(q.question));
         generations = model::generate_greedy(model, std::span<const std::vector<std::int32_t>>(prompts),
                                              {.max_new_tokens = options.max_new_tokens,
-                                              .stop_token = format.end_of_text_id()});
+                                              .stop_token = format.end_of_answer_id()});
     }
 
     std::vector<QuestionResult> results;

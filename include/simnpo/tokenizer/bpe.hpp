@@ -1,352 +1,152 @@
+// The BPE model of a tokenizer: a piece of text (after normalization and
+// pre-tokenization) becomes token ids, as Hugging Face's tokenizers does it.
+// Each character starts as its own token (or, with byte_fallback, as its
+// <0xNN> byte tokens, or as the unknown token); adjacent tokens then merge,
+// always the pair with the lowest-ranked rule first and, among equal ranks,
+// the leftmost, until no rule applies. With ignore_merges a piece that is
+// itself in the vocabulary is that one token (Llama 3).
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
-#include <algorithm>
 #include <array>
 #include <cstddef>
-#include <cstdint>
-#include <filesystem>
-#include <limits>
-#include <optional>
+#include <cstdio>
+#include <functional>
 #include <span>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "simnpo/core/error.hpp"
-#include "simnpo/core/file.hpp"
-#include "simnpo/core/json.hpp"
-#include "simnpo/core/read_limits.hpp"
-#include "simnpo/tokenizer/unicode.hpp"
+#include "simnpo/tokenizer/utf8.hpp"
 
 namespace simnpo::tokenizer {
 
 namespace detail {
 
-// GPT-2 spells every byte as one printable code point so that vocabulary files
-// are text: the printable Latin-1 bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for
-// themselves and the other 68, in byte order, for U+0100, U+0101, ...
-inline const std::array<char32_t, 256>& byte_code_points() {
-    static const std::array<char32_t, 256> table = [] {
-        std::array<char32_t, 256> points{};
-        char32_t next = 0x100;
-        for (unsigned byte = 0; byte < 256; ++byte) {
-            const bool printable =
-                (byte >= 0x21 && byte <= 0x7E) || (byte >= 0xA1 && byte <= 0xAC) || (byte >= 0xAE && byte <= 0xFF);
-            points[byte] = printable ? static_cast<char32_t>(byte) : next++;
-        }
-        return points;
-    }();
-    return table;
-}
-
-inline void append_utf8(std::string& out, char32_t point) {
-    if (point < 0x80) {
-        out += static_cast<char>(point);
-    } else if (point < 0x800) {
-        out += static_cast<char>(0xC0 | (point >> 6));
-        out += static_cast<char>(0x80 | (point & 0x3F));
-    } else if (point < 0x10000) {
-        out += static_cast<char>(0xE0 | (point >> 12));
-        out += static_cast<char>(0x80 | ((point >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (point & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (point >> 18));
-        out += static_cast<char>(0x80 | ((point >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((point >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (point & 0x3F));
-    }
-}
-
-// The one-byte token for `byte`, as a vocabulary spells it.
-inline std::string byte_token(unsigned byte) {
-    std::string spelled;
-    append_utf8(spelled, byte_code_points()[byte]);
-    return spelled;
-}
-
-// One code point read from UTF-8; `length` is 1 with no point for a byte that
-// does not start a well-formed sequence (overlong forms, surrogates and values
-// past U+10FFFF are not well-formed).
-struct Utf8Unit {
-    std::size_t length = 1;
-    std::optional<char32_t> point;
+struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
 };
+using TokenIds = std::unordered_map<std::string, std::int32_t, StringHash, std::equal_to<>>;
 
-inline Utf8Unit read_utf8(std::string_view text, std::size_t at) {
-    const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-    const unsigned char lead = byte(at);
-    if (lead < 0x80) return {1, lead};
-    std::size_t length = 0;
-    char32_t point = 0;
-    char32_t lowest = 0;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-        length = 2, point = lead & 0x1F, lowest = 0x80;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-        length = 3, point = lead & 0x0F, lowest = 0x800;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        length = 4, point = lead & 0x07, lowest = 0x10000;
-    } else {
-        return {};
+// The ids of pieces seen before: encoding repeats the same words over and
+// over. Bounded; a copy of a model starts with an empty cache.
+class PieceCache {
+public:
+    PieceCache() = default;
+    PieceCache(const PieceCache&) {}
+    PieceCache& operator=(const PieceCache&) { return *this; }
+    PieceCache(PieceCache&&) noexcept {}
+    PieceCache& operator=(PieceCache&&) noexcept { return *this; }
+
+    static constexpr std::size_t max_entries = 1 << 17;
+    static constexpr std::size_t max_piece_bytes = 64;
+
+    bool find(std::string_view piece, std::vector<std::int32_t>& out) const {
+        const std::lock_guard lock(mutex_);
+        const auto it = entries_.find(piece);
+        if (it == entries_.end()) return false;
+        out.insert(out.end(), it->second.begin(), it->second.end());
+        return true;
     }
-    if (at + length > text.size()) return {};
-    for (std::size_t i = 1; i < length; ++i) {
-        if ((byte(at + i) & 0xC0) != 0x80) return {};
-        point = (point << 6) | (byte(at + i) & 0x3F);
+    void insert(std::string_view piece, std::span<const std::int32_t> ids) const {
+        if (piece.size() > max_piece_bytes) return;
+        const std::lock_guard lock(mutex_);
+        if (entries_.size() < max_entries) entries_.emplace(std::string(piece), std::vector<std::int32_t>(ids.begin(), ids.end()));
     }
-    if (point < lowest || point > 0x10FFFF || (point >= 0xD800 && point <= 0xDFFF)) return {};
-    return {length, point};
-}
 
-// The classes GPT-2's pattern tells apart: \p{L}, \p{N}, \s, and the rest.
-enum class CharClass : std::uint8_t { letter, number, space, other };
-
-inline bool in_ranges(std::span<const unicode::CodePointRange> ranges, char32_t point) {
-    const auto it = std::upper_bound(ranges.begin(), ranges.end(), point,
-                                     [](char32_t p, const unicode::CodePointRange& r) { return p < r.first; });
-    return it != ranges.begin() && point <= std::prev(it)->last;
-}
-
-inline CharClass classify(char32_t point) {
-    if (in_ranges(unicode::letter_ranges, point)) return CharClass::letter;
-    if (in_ranges(unicode::number_ranges, point)) return CharClass::number;
-    if (in_ranges(unicode::space_ranges, point)) return CharClass::space;
-    return CharClass::other;
-}
-
-// Splits text as GPT-2's pattern
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// does (leftmost alternative first, greedy runs), into pieces that together are
-// the text. A byte that is not well-formed UTF-8 counts as one character of
-// the last class, as the U+FFFD a decoder would put in its place, and is kept
-// as it is, so that decoding gives the input back byte for byte.
-inline std::vector<std::string_view> pretokenize(std::string_view text) {
-    struct Char {
-        std::size_t offset;
-        CharClass kind;
-    };
-    std::vector<Char> chars;
-    chars.reserve(text.size());
-    for (std::size_t at = 0; at < text.size();) {
-        const Utf8Unit unit = read_utf8(text, at);
-        chars.push_back({at, unit.point ? classify(*unit.point) : CharClass::other});
-        at += unit.length;
-    }
-    const std::size_t n = chars.size();
-    const auto offset = [&](std::size_t i) { return i < n ? chars[i].offset : text.size(); };
-    const auto run_end = [&](std::size_t i, CharClass kind) {
-        while (i < n && chars[i].kind == kind) ++i;
-        return i;
-    };
-    // The ASCII characters the contractions spell are single-byte characters.
-    const auto is_char = [&](std::size_t i, char c) { return i < n && text[chars[i].offset] == c; };
-
-    std::vector<std::string_view> pieces;
-    for (std::size_t i = 0; i < n;) {
-        std::size_t end = 0;
-        if (is_char(i, '\'') && (is_char(i + 1, 's') || is_char(i + 1, 't') || is_char(i + 1, 'm') ||
-                                 is_char(i + 1, 'd'))) {
-            end = i + 2;
-        } else if (is_char(i, '\'') && ((is_char(i + 1, 'r') && is_char(i + 2, 'e')) ||
-                                        (is_char(i + 1, 'v') && is_char(i + 2, 'e')) ||
-                                        (is_char(i + 1, 'l') && is_char(i + 2, 'l')))) {
-            end = i + 3;
-        } else if (chars[i].kind != CharClass::space) {
-            end = run_end(i, chars[i].kind);
-        } else if (is_char(i, ' ') && i + 1 < n && chars[i + 1].kind != CharClass::space) {
-            // " ?" joins one plain space to the letters, numbers or symbols after it.
-            end = run_end(i + 1, chars[i + 1].kind);
-        } else {
-            // \s+(?!\S) backs off one character so that the last space of a run
-            // can join the word after it; a lone space before a word is \s+.
-            end = run_end(i, CharClass::space);
-            if (end < n && end - i >= 2) --end;
-        }
-        pieces.push_back(text.substr(offset(i), offset(end) - offset(i)));
-        i = end;
-    }
-    return pieces;
-}
-
-// A JSON string literal for `text`, for messages: UTF-8 kept as it is, a byte
-// that is not well-formed UTF-8 shown as U+FFFD.
-inline std::string json_string(const std::string& text) {
-    return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+private:
+    mutable std::mutex mutex_;
+    mutable std::unordered_map<std::string, std::vector<std::int32_t>, StringHash, std::equal_to<>> entries_;
+};
 
 }  // namespace detail
 
-// GPT-2's byte-level BPE tokenizer: the text is split by GPT-2's pattern, each
-// piece's bytes become one token each, and adjacent tokens merge by the rank of
-// their merge rule, lowest first, until no rule applies. encode then decode gives
-// back any input, well-formed UTF-8 or not. Special tokens such as
-// <|endoftext|> are ordinary vocabulary entries: encode never produces them
-// from text (as GPT-2's encoder does not); add their ids yourself.
-class Gpt2Tokenizer {
+struct BpeOptions {
+    std::optional<std::string> unk_token;
+    bool fuse_unk = false;
+    bool byte_fallback = false;
+    bool ignore_merges = false;
+    std::string continuing_subword_prefix;
+    std::string end_of_word_suffix;
+};
+
+class BpeModel {
 public:
-    // Reads vocab.json + merges.txt (Hugging Face's names) or encoder.json +
-    // vocab.bpe (OpenAI's; the same formats) from `dir`.
-    static Gpt2Tokenizer load(const std::filesystem::path& dir) {
-        namespace fs = std::filesystem;
-        std::error_code ec;
-        for (const auto& [vocab, merges] : {std::pair{"vocab.json", "merges.txt"}, std::pair{"encoder.json", "vocab.bpe"}}) {
-            const bool has_vocab = fs::exists(dir / vocab, ec);
-            const bool has_merges = fs::exists(dir / merges, ec);
-            if (has_vocab && !has_merges) fail((dir / merges).string(), ": missing (", vocab, " is there)");
-            if (has_merges && !has_vocab) fail((dir / vocab).string(), ": missing (", merges, " is there)");
-            if (has_vocab) return from_files(dir / vocab, dir / merges);
+    // `vocab`: token -> id; `merges`: rules in priority order; `where` names
+    // the source in errors, `rule_where(rank)` a rule.
+    BpeModel(detail::TokenIds vocab, const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options,
+             std::string where, const std::function<std::string(std::size_t)>& rule_where)
+        : vocab_(std::move(vocab)), options_(std::move(options)), where_(std::move(where)) {
+        std::size_t size = 0;
+        for (const auto& [token, id] : vocab_) {
+            if (id < 0) fail(where_, ": the id ", id, " of token ", utf8::json_string(token), " is negative");
+            size = std::max(size, static_cast<std::size_t>(id) + 1);
         }
-        fail(dir.string(), ": no GPT-2 tokenizer (expected vocab.json + merges.txt or encoder.json + vocab.bpe)");
-    }
-
-    // A vocabulary file (JSON object: token -> id, ids 0..n-1 each once) and a
-    // merges file (an optional "#version" line, then one "left right" rule a
-    // line, highest priority first).
-    static Gpt2Tokenizer from_files(const std::filesystem::path& vocab_path, const std::filesystem::path& merges_path) {
-        const std::string vocab_where = vocab_path.string();
-        const nlohmann::json vocab = parse_json(read_file(vocab_path), vocab_where);
-        if (!vocab.is_object()) fail(vocab_where, ": expected a JSON object of token -> id");
-        // Checked first: a missing byte token leaves a gap in the ids, which would
-        // otherwise be reported as another token's id (<|endoftext|>'s) out of range.
-        for (unsigned byte = 0; byte < 256; ++byte)
-            if (!vocab.contains(detail::byte_token(byte)))
-                fail(vocab_where, ": the vocabulary lacks the token ", detail::json_string(detail::byte_token(byte)),
-                     " for byte ", byte);
-        std::vector<std::string> tokens(vocab.size());
-        std::vector<bool> seen(vocab.size(), false);
-        for (const auto& [token, id] : vocab.items()) {
-            if (!id.is_number_integer())
-                fail(vocab_where, ": the id of token ", detail::json_string(token), " is not an integer");
-            const auto value = id.get<std::int64_t>();
-            if (id.is_number_unsigned() ? id.get<std::uint64_t>() >= vocab.size()
-                                        : value < 0 || static_cast<std::uint64_t>(value) >= vocab.size())
-                fail(vocab_where, ": the id ", id.dump(), " of token ", detail::json_string(token),
-                     " is outside [0, ", vocab.size(), "): ids must be 0..n-1, each once");
-            if (seen[value]) fail(vocab_where, ": the id ", value, " is given to two tokens");
-            seen[value] = true;
-            tokens[value] = token;
+        tokens_.resize(size);
+        has_id_.assign(size, false);
+        for (const auto& [token, id] : vocab_) {
+            if (has_id_[id]) fail(where_, ": the id ", id, " is given to two tokens");
+            has_id_[id] = true;
+            tokens_[id] = token;
         }
-
-        Gpt2Tokenizer tokenizer(std::move(tokens), vocab_where);
-        const std::string merges_where = merges_path.string();
-        const std::string text = read_text_file(merges_path);
-        std::size_t line_number = 0;
-        std::size_t rank = 0;
-        for (std::size_t begin = 0; begin < text.size();) {
-            std::size_t end = text.find('\n', begin);
-            if (end == std::string::npos) end = text.size();
-            std::string_view line(text.data() + begin, end - begin);
-            begin = end + 1;
-            ++line_number;
-            if (line.ends_with('\r')) line.remove_suffix(1);
-            if (line_number == 1 && line.starts_with("#version")) continue;
-            // Only the end of the file may be blank (a final newline or two).
-            if (line.empty() && text.find_first_not_of("\r\n", begin) == std::string::npos) break;
-            const std::string where = merges_where + ":" + std::to_string(line_number);
-            const std::size_t space = line.find(' ');
-            if (line.empty() || space == 0 || space == std::string_view::npos || space + 1 == line.size() ||
-                line.find(' ', space + 1) != std::string_view::npos)
-                fail(where, ": expected a merge rule \"left right\" (two tokens and one space), got ",
-                     detail::json_string(std::string(line)));
-            tokenizer.add_merge(line.substr(0, space), line.substr(space + 1), rank++, where);
+        if (options_.unk_token) {
+            const auto it = vocab_.find(*options_.unk_token);
+            if (it == vocab_.end())
+                fail(where_, ": the unknown token ", utf8::json_string(*options_.unk_token), " is not in the vocabulary");
+            unk_id_ = it->second;
         }
-        return tokenizer;
-    }
-
-    // From tokens in id order and merge rules in priority order (as BPE training
-    // makes them); Error if a rule's tokens or result are not in the vocabulary.
-    static Gpt2Tokenizer from_parts(std::vector<std::string> tokens,
-                                    const std::vector<std::pair<std::string, std::string>>& merges) {
-        std::unordered_map<std::string, std::int32_t> unique;
-        for (std::size_t id = 0; id < tokens.size(); ++id)
-            if (!unique.emplace(tokens[id], static_cast<std::int32_t>(id)).second)
-                fail("tokenizer vocabulary: the token ", detail::json_string(tokens[id]), " appears twice");
-        Gpt2Tokenizer tokenizer(std::move(tokens), "tokenizer vocabulary");
+        if (options_.byte_fallback) {
+            for (unsigned byte = 0; byte < 256; ++byte) {
+                char name[8];
+                std::snprintf(name, sizeof name, "<0x%02X>", byte);
+                const auto it = vocab_.find(std::string_view(name));
+                byte_ids_[byte] = it == vocab_.end() ? -1 : it->second;
+            }
+        }
+        merges_.reserve(merges.size());
         for (std::size_t rank = 0; rank < merges.size(); ++rank)
-            tokenizer.add_merge(merges[rank].first, merges[rank].second, rank,
-                                "tokenizer merge rule " + std::to_string(rank));
-        return tokenizer;
+            add_merge(merges[rank].first, merges[rank].second, rank, rule_where);
     }
 
-    std::vector<std::int32_t> encode(std::string_view text) const {
-        return *encode_at_most(text, std::numeric_limits<std::size_t>::max());
-    }
-
-    // The ids of `text`, or nullopt as soon as they are known to be more than
-    // `max_tokens`: a text of more bytes than that many of the longest token
-    // hold is not tokenised at all, so that a huge text costs nothing.
-    std::optional<std::vector<std::int32_t>> encode_at_most(std::string_view text, std::size_t max_tokens) const {
-        if (text.size() / longest_token_bytes_ > max_tokens) return std::nullopt;
-        std::vector<std::int32_t> ids;
-        std::vector<std::int32_t> word;
-        for (const std::string_view piece : detail::pretokenize(text)) {
-            word.clear();
-            for (const char byte : piece) word.push_back(byte_ids_[static_cast<unsigned char>(byte)]);
-            merge_word(word);
-            ids.insert(ids.end(), word.begin(), word.end());
-            if (ids.size() > max_tokens) return std::nullopt;
+    // Appends the ids of one piece to `out`.
+    void tokenize(std::string_view piece, std::vector<std::int32_t>& out) const {
+        if (piece.empty()) return;
+        if (options_.ignore_merges) {
+            const auto it = vocab_.find(piece);
+            if (it != vocab_.end()) {
+                out.push_back(it->second);
+                return;
+            }
         }
-        return ids;
-    }
-
-    // The bytes the tokens stand for. Ids that split a character give those
-    // bytes as they are (the result is then not well-formed UTF-8).
-    std::string decode(std::span<const std::int32_t> ids) const {
-        std::string text;
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            if (ids[i] < 0 || static_cast<std::size_t>(ids[i]) >= token_bytes_.size())
-                fail(source_, ": cannot decode token id ", ids[i], " at position ", i, ": outside the vocabulary [0, ",
-                     token_bytes_.size(), ")");
-            text += token_bytes_[ids[i]];
-        }
-        return text;
+        if (cache_.find(piece, out)) return;
+        const std::size_t first = out.size();
+        merge_word(piece, out);
+        cache_.insert(piece, std::span<const std::int32_t>(out).subspan(first));
     }
 
     std::size_t vocab_size() const { return tokens_.size(); }
-    std::size_t merge_count() const { return merges_.size(); }
+    std::size_t merge_count() const { return merge_rules_.size(); }
+    const std::vector<std::pair<std::int32_t, std::int32_t>>& merge_rules() const { return merge_rules_; }
 
-    // The id of a token as the vocabulary spells it (byte-level: "Ġthe" for " the").
     std::optional<std::int32_t> token_id(std::string_view token) const {
-        const auto it = ids_.find(std::string(token));
-        if (it == ids_.end()) return std::nullopt;
+        const auto it = vocab_.find(token);
+        if (it == vocab_.end()) return std::nullopt;
         return it->second;
     }
-    const std::string& token(std::int32_t id) const {
-        if (id < 0 || static_cast<std::size_t>(id) >= tokens_.size())
-            fail(source_, ": token id ", id, " is outside the vocabulary [0, ", tokens_.size(), ")");
-        return tokens_[id];
-    }
-
-    // <|endoftext|>, which GPT-2 puts between documents (50256).
-    std::int32_t end_of_text_id() const {
-        const auto id = token_id(end_of_text);
-        if (!id) fail(source_, ": the vocabulary has no ", end_of_text, " token");
-        return *id;
-    }
-    static constexpr std::string_view end_of_text = "<|endoftext|>";
-
-    // Writes vocab.json (in id order) and merges.txt into a directory being
-    // written (a model directory, so that the model carries its tokenizer).
-    void write_into(DirectoryWriter& out) const {
-        std::string merges = "#version: 0.2\n";
-        for (const auto& [left, right] : merges_) merges += tokens_[left] + " " + tokens_[right] + "\n";
-        std::string vocab = "{";
-        for (std::size_t id = 0; id < tokens_.size(); ++id)
-            vocab += (id == 0 ? "" : ", ") + detail::json_string(tokens_[id]) + ": " + std::to_string(id);
-        vocab += "}\n";
-        out.write("merges.txt", merges);
-        out.write("vocab.json", vocab);
-    }
-
-    // Writes them into `dir` as one step, keeping what else it holds (a model).
-    void save(const std::filesystem::path& dir) const {
-        DirectoryWriter out(dir);
-        write_into(out);
-        out.commit();
+    // The token of `id`, or nullptr for an id the vocabulary does not give out.
+    const std::string* token(std::int32_t id) const {
+        if (id < 0 || static_cast<std::size_t>(id) >= tokens_.size() || !has_id_[id]) return nullptr;
+        return &tokens_[id];
     }
 
 private:
@@ -355,103 +155,121 @@ private:
         std::int32_t result;
     };
 
-    Gpt2Tokenizer(std::vector<std::string> tokens, std::string source)
-        : tokens_(std::move(tokens)), source_(std::move(source)) {
-        if (tokens_.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
-            fail(source_, ": too many tokens for 32-bit ids");
-        const auto& points = detail::byte_code_points();
-        std::unordered_map<char32_t, unsigned char> byte_of;
-        for (unsigned byte = 0; byte < 256; ++byte) byte_of.emplace(points[byte], static_cast<unsigned char>(byte));
-        token_bytes_.reserve(tokens_.size());
-        ids_.reserve(tokens_.size());
-        for (std::size_t id = 0; id < tokens_.size(); ++id) {
-            const std::string& token = tokens_[id];
-            if (token.empty()) fail(source_, ": token ", id, " is empty");
-            std::string bytes;
-            for (std::size_t at = 0; at < token.size();) {
-                const detail::Utf8Unit unit = detail::read_utf8(token, at);
-                const auto it = unit.point ? byte_of.find(*unit.point) : byte_of.end();
-                if (it == byte_of.end())
-                    fail(source_, ": token ", detail::json_string(token),
-                         " is not byte-level (a character stands for no byte)");
-                bytes += static_cast<char>(it->second);
-                at += unit.length;
-            }
-            longest_token_bytes_ = std::max(longest_token_bytes_, bytes.size());
-            token_bytes_.push_back(std::move(bytes));
-            ids_.emplace(token, static_cast<std::int32_t>(id));
-        }
-        // Every byte needs a token of its own so that any text can be encoded.
-        for (unsigned byte = 0; byte < 256; ++byte) {
-            const std::string spelled = detail::byte_token(byte);
-            const auto it = ids_.find(spelled);
-            if (it == ids_.end())
-                fail(source_, ": the vocabulary lacks the token ", detail::json_string(spelled), " for byte ", byte);
-            byte_ids_[byte] = it->second;
-        }
-    }
-
-    void add_merge(std::string_view left, std::string_view right, std::size_t rank, const std::string& where) {
-        const auto id_of = [&](std::string_view token) {
-            const auto id = token_id(token);
-            if (!id) fail(where, ": the token ", detail::json_string(std::string(token)), " is not in the vocabulary");
-            return *id;
-        };
-        const std::int32_t left_id = id_of(left);
-        const std::int32_t right_id = id_of(right);
-        std::string joined = std::string(left) + std::string(right);
-        const auto result = token_id(joined);
-        if (!result) fail(where, ": the merged token ", detail::json_string(joined), " is not in the vocabulary");
-        if (rank > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
-            fail(where, ": too many merge rules");
-        if (!ranks_.emplace(pair_key(left_id, right_id), Merge{static_cast<std::int32_t>(rank), *result}).second)
-            fail(where, ": the rule ", detail::json_string(std::string(left) + " " + std::string(right)),
-                 " is given twice");
-        merges_.emplace_back(left_id, right_id);
-    }
-
     static std::uint64_t pair_key(std::int32_t left, std::int32_t right) {
         return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
     }
 
-    // Applies the lowest-ranked rule that matches an adjacent pair, at every
-    // place it matches from left to right, until none matches (GPT-2's loop).
-    void merge_word(std::vector<std::int32_t>& word) const {
-        while (word.size() > 1) {
-            const Merge* best = nullptr;
-            std::int32_t left = 0;
-            std::int32_t right = 0;
-            for (std::size_t i = 0; i + 1 < word.size(); ++i) {
-                const auto it = ranks_.find(pair_key(word[i], word[i + 1]));
-                if (it != ranks_.end() && (best == nullptr || it->second.rank < best->rank)) {
-                    best = &it->second;
-                    left = word[i];
-                    right = word[i + 1];
-                }
-            }
-            if (best == nullptr) return;
-            std::size_t out = 0;
-            for (std::size_t i = 0; i < word.size(); ++out) {
-                if (i + 1 < word.size() && word[i] == left && word[i + 1] == right) {
-                    word[out] = best->result;
-                    i += 2;
-                } else {
-                    word[out] = word[i];
-                    ++i;
-                }
-            }
-            word.resize(out);
-        }
+    void add_merge(const std::string& left, const std::string& right, std::size_t rank,
+                   const std::function<std::string(std::size_t)>& rule_where) {
+        const auto id_of = [&](std::string_view token) {
+            const auto id = token_id(token);
+            if (!id) fail(rule_where(rank), ": the token ", utf8::json_string(token), " is not in the vocabulary");
+            return *id;
+        };
+        const std::int32_t left_id = id_of(left);
+        const std::int32_t right_id = id_of(right);
+        const std::size_t prefix = options_.continuing_subword_prefix.size();
+        if (right.size() < prefix)
+            fail(rule_where(rank), ": the token ", utf8::json_string(right), " is shorter than the continuing-subword prefix");
+        std::string joined = left;
+        joined.append(right, prefix);
+        const std::int32_t result = id_of(joined);
+        if (rank > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) fail(rule_where(rank), ": too many merge rules");
+        if (!merges_.emplace(pair_key(left_id, right_id), Merge{static_cast<std::int32_t>(rank), result}).second)
+            fail(rule_where(rank), ": the rule ", utf8::json_string(left + " " + right), " is given twice");
+        merge_rules_.emplace_back(left_id, right_id);
     }
 
-    std::vector<std::string> tokens_;                       // id -> token, byte-level spelling
-    std::vector<std::string> token_bytes_;                  // id -> the bytes it stands for
-    std::unordered_map<std::string, std::int32_t> ids_;     // token -> id
-    std::array<std::int32_t, 256> byte_ids_{};              // byte -> its one-byte token
-    std::unordered_map<std::uint64_t, Merge> ranks_;        // (left id, right id) -> rule
-    std::vector<std::pair<std::int32_t, std::int32_t>> merges_;  // rules in rank order
-    std::string source_;                                    // where the vocabulary came from, for errors
-    std::size_t longest_token_bytes_ = 1;                   // the most bytes one token stands for
+    // The characters of `word` as their starting tokens, then merged.
+    void merge_word(std::string_view word, std::vector<std::int32_t>& out) const {
+        struct Symbol {
+            std::int32_t id;
+            std::int32_t prev, next;  // neighbours' indices, -1 at the ends
+            bool removed;
+        };
+        std::vector<Symbol> symbols;
+        symbols.reserve(word.size());
+        const auto add = [&](std::int32_t id) {
+            const auto index = static_cast<std::int32_t>(symbols.size());
+            symbols.push_back({id, index - 1, index + 1, false});
+        };
+        std::int32_t pending_unk = -1;  // the unknown token not yet added (fuse_unk joins a run), or -1
+        std::string spelled;
+        for (std::size_t at = 0; at < word.size();) {
+            const std::size_t length = utf8::read(word, at).length;
+            spelled.assign(at == 0 ? "" : options_.continuing_subword_prefix);
+            spelled.append(word.substr(at, length));
+            if (at + length == word.size()) spelled.append(options_.end_of_word_suffix);
+            at += length;
+            if (const auto it = vocab_.find(std::string_view(spelled)); it != vocab_.end()) {
+                if (pending_unk >= 0) add(pending_unk), pending_unk = -1;
+                add(it->second);
+                continue;
+            }
+            if (options_.byte_fallback) {
+                bool all = true;
+                for (const char byte : spelled) all = all && byte_ids_[static_cast<unsigned char>(byte)] >= 0;
+                if (all) {
+                    // As tokenizers does, a pending unknown token is added after these bytes.
+                    for (const char byte : spelled) add(byte_ids_[static_cast<unsigned char>(byte)]);
+                    continue;
+                }
+            }
+            if (unk_id_) {
+                if (pending_unk >= 0 && !options_.fuse_unk) add(pending_unk);
+                pending_unk = *unk_id_;
+            }
+            // With no unknown token, tokenizers drops a character it cannot spell.
+        }
+        if (pending_unk >= 0) add(pending_unk);
+        if (symbols.empty()) return;
+        symbols.back().next = -1;
+
+        struct Candidate {
+            std::int32_t rank, pos, result;
+            bool operator<(const Candidate& other) const {  // the lowest rank, then the leftmost, on top
+                return rank != other.rank ? rank > other.rank : pos > other.pos;
+            }
+        };
+        std::priority_queue<Candidate> queue;
+        const auto rule = [&](std::int32_t left, std::int32_t right) -> const Merge* {
+            const auto it = merges_.find(pair_key(left, right));
+            return it == merges_.end() ? nullptr : &it->second;
+        };
+        for (std::size_t i = 0; i + 1 < symbols.size(); ++i)
+            if (const Merge* m = rule(symbols[i].id, symbols[i + 1].id))
+                queue.push({m->rank, static_cast<std::int32_t>(i), m->result});
+        while (!queue.empty()) {
+            const Candidate top = queue.top();
+            queue.pop();
+            Symbol& left = symbols[top.pos];
+            if (left.removed || left.next < 0) continue;
+            Symbol& right = symbols[left.next];
+            const Merge* current = rule(left.id, right.id);
+            if (current == nullptr || current->result != top.result) continue;  // a stale entry
+            left.id = top.result;
+            right.removed = true;
+            left.next = right.next;
+            if (right.next >= 0) symbols[right.next].prev = top.pos;
+            if (left.prev >= 0)
+                if (const Merge* m = rule(symbols[left.prev].id, left.id)) queue.push({m->rank, left.prev, m->result});
+            if (left.next >= 0)
+                if (const Merge* m = rule(left.id, symbols[left.next].id)) queue.push({m->rank, top.pos, m->result});
+        }
+        for (const auto& symbol : symbols)
+            if (!symbol.removed) out.push_back(symbol.id);
+    }
+
+    detail::TokenIds vocab_;
+    std::vector<std::string> tokens_;  // id -> token
+    std::vector<bool> has_id_;         // whether a token has the id (ids may have gaps)
+    BpeOptions options_;
+    std::string where_;
+    std::optional<std::int32_t> unk_id_;
+    std::array<std::int32_t, 256> byte_ids_{};  // byte -> its <0xNN> token, -1 if none
+    std::unordered_map<std::uint64_t, Merge> merges_;  // (left, right) -> rule
+    std::vector<std::pair<std::int32_t, std::int32_t>> merge_rules_;  // rules in rank order
+    detail::PieceCache cache_;
 };
 
 }  // namespace simnpo::tokenizer

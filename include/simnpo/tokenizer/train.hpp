@@ -17,7 +17,8 @@
 #include <vector>
 
 #include "simnpo/core/error.hpp"
-#include "simnpo/tokenizer/bpe.hpp"
+#include "simnpo/tokenizer/tokenizer.hpp"
+#include "simnpo/tokenizer/utf8.hpp"
 
 namespace simnpo::tokenizer {
 
@@ -40,7 +41,7 @@ struct TrainedPiece {
 // A trained tokenizer and its training pieces (sorted by their bytes), for
 // those who want to inspect what training did.
 struct BpeTraining {
-    Gpt2Tokenizer tokenizer;
+    Tokenizer tokenizer;
     std::vector<TrainedPiece> pieces;
 };
 
@@ -52,12 +53,14 @@ concept TextCorpus =
 
 namespace detail {
 
+inline constexpr std::string_view trained_end_of_text = "<|endoftext|>";
+
 // Byte-level BPE on the distinct pieces of a corpus and their counts.
 //
 // Ids: 0..255 are the bytes in byte order, then one id per merge in the order
 // learned; <|endoftext|> comes last (added by the caller). A merge joins the
 // most frequent adjacent pair of tokens within a piece, at every place in every
-// piece where it occurs (left to right, as Gpt2Tokenizer::encode applies it).
+// piece where it occurs (left to right, as Tokenizer::encode applies it).
 // Ties go to the pair whose left token's bytes are lexicographically smallest,
 // then whose right token's bytes are (bytes compared as unsigned values), which
 // is the same on every platform and independent of the corpus order.
@@ -101,7 +104,7 @@ inline BpeTraining learn_bpe(std::vector<std::pair<std::string, std::uint64_t>> 
         id_of.emplace(token_bytes.back(), static_cast<Id>(byte));
     }
     // Reserved, so that no merge can spell it (pre-tokenisation already splits it).
-    id_of.emplace(std::string(Gpt2Tokenizer::end_of_text), -1);
+    id_of.emplace(std::string(trained_end_of_text), -1);
 
     std::vector<Word> words;
     words.reserve(piece_counts.size());
@@ -195,24 +198,24 @@ inline BpeTraining learn_bpe(std::vector<std::pair<std::string, std::uint64_t>> 
     }
 
     // Byte-level spellings, as vocab.json and merges.txt write them.
-    const auto& points = byte_code_points();
+    const auto& points = utf8::byte_code_points();
     std::vector<std::string> tokens;
     tokens.reserve(token_bytes.size() + 1);
     for (const auto& bytes : token_bytes) {
         std::string spelled;
-        for (const char byte : bytes) append_utf8(spelled, points[static_cast<unsigned char>(byte)]);
+        for (const char byte : bytes) utf8::append(spelled, points[static_cast<unsigned char>(byte)]);
         tokens.push_back(std::move(spelled));
     }
     std::vector<std::pair<std::string, std::string>> rules;
     rules.reserve(merges.size());
     for (const auto& [left, right] : merges) rules.emplace_back(tokens[left], tokens[right]);
-    tokens.emplace_back(Gpt2Tokenizer::end_of_text);
+    tokens.emplace_back(trained_end_of_text);
 
     std::vector<TrainedPiece> pieces;
     pieces.reserve(words.size());
     for (std::size_t w = 0; w < words.size(); ++w)
         pieces.push_back({std::move(piece_counts[w].first), words[w].count, std::move(words[w].symbols)});
-    return {Gpt2Tokenizer::from_parts(std::move(tokens), rules), std::move(pieces)};
+    return {Tokenizer::from_parts(std::move(tokens), rules), std::move(pieces)};
 }
 
 }  // namespace detail
@@ -232,7 +235,9 @@ BpeTraining train_bpe_with_pieces(Corpus&& corpus, const BpeTrainOptions& option
     std::size_t documents = 0;
     for (auto&& document : corpus) {
         ++documents;
-        for (const std::string_view piece : detail::pretokenize(std::string_view(document))) ++counts[std::string(piece)];
+        // As encode sees it: ill-formed UTF-8 replaced, then GPT-2's pieces.
+        const std::string text = utf8::replace_invalid(std::string_view(document));
+        for (const std::string_view piece : detail::gpt2_pieces(text)) ++counts[std::string(piece)];
     }
     if (documents == 0) fail("BPE training: the corpus is empty (no documents)");
     if (counts.empty()) fail("BPE training: the corpus is empty (its ", documents, " documents have no text)");
@@ -244,7 +249,7 @@ BpeTraining train_bpe_with_pieces(Corpus&& corpus, const BpeTrainOptions& option
 }
 
 template <TextCorpus Corpus>
-Gpt2Tokenizer train_bpe(Corpus&& corpus, const BpeTrainOptions& options = {}) {
+Tokenizer train_bpe(Corpus&& corpus, const BpeTrainOptions& options = {}) {
     return train_bpe_with_pieces(std::forward<Corpus>(corpus), options).tokenizer;
 }
 
@@ -253,7 +258,7 @@ inline BpeTraining train_bpe_with_pieces(std::initializer_list<std::string_view>
                                          const BpeTrainOptions& options = {}) {
     return train_bpe_with_pieces(std::span<const std::string_view>(corpus.begin(), corpus.size()), options);
 }
-inline Gpt2Tokenizer train_bpe(std::initializer_list<std::string_view> corpus, const BpeTrainOptions& options = {}) {
+inline Tokenizer train_bpe(std::initializer_list<std::string_view> corpus, const BpeTrainOptions& options = {}) {
     return train_bpe_with_pieces(corpus, options).tokenizer;
 }
 
