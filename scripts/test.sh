@@ -7,7 +7,7 @@
 #      the two studies (not built there: the TOFU study alone would be about 20 min of
 #      allocation-heavy decoding; the Release pass runs both, and the library code they use has
 #      tests of its own that run here);
-#   3. the libFuzzer targets, FUZZ_SECONDS (default 20) each: five targets, 100 s in all.
+#   3. the libFuzzer targets, FUZZ_SECONDS (default 20) each: six targets, 120 s in all.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh

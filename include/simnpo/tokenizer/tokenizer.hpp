@@ -170,7 +170,7 @@ public:
         std::vector<std::string> tokens;
         tokens.reserve(ids.size());
         for (std::size_t i = 0; i < ids.size(); ++i) {
-            if (const AddedToken* added = added_token(ids[i])) {
+            if (added_token(ids[i]) != nullptr) {
                 // As in tokenizers, a normalized token decodes as its normalized
                 // text, and is skipped only if that text is a special token's.
                 const std::string& text = decoded_added_[added_by_id_[ids[i]]];
