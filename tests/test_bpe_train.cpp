@@ -93,8 +93,10 @@ std::string show(const std::string& text) {
 Rules reference_rules(const std::vector<std::string>& corpus, std::size_t vocab_size, std::size_t min_frequency,
                       int* passed_over = nullptr) {
     std::map<std::string, std::uint64_t> piece_counts;
-    for (const auto& document : corpus)
-        for (const auto piece : simnpo::tokenizer::detail::gpt2_pieces(document)) ++piece_counts[std::string(piece)];
+    for (const auto& document : corpus) {
+        const std::string text = simnpo::tokenizer::utf8::replace_invalid(document);  // as encode reads it
+        for (const auto piece : simnpo::tokenizer::detail::gpt2_pieces(text)) ++piece_counts[std::string(piece)];
+    }
     std::vector<std::pair<std::vector<std::string>, std::uint64_t>> words;
     for (const auto& [piece, count] : piece_counts) {
         std::vector<std::string> symbols;
@@ -354,7 +356,7 @@ BOOST_AUTO_TEST_CASE(tofu_encoding_reproduces_training) {
     std::uint64_t tokens_seen = 0;
     for (const auto& document : documents) {
         Ids expected;
-        for (const auto piece : simnpo::tokenizer::detail::gpt2_pieces(document)) {
+        for (const auto piece : simnpo::tokenizer::detail::gpt2_pieces(document)) {  // TOFU text: well-formed
             const Ids& ids = *segmentation.at(std::string(piece));
             expected.insert(expected.end(), ids.begin(), ids.end());
             ++pieces_seen;

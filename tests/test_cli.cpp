@@ -565,18 +565,19 @@ BOOST_AUTO_TEST_CASE(text_commands_take_a_tokenizer_json_and_its_chat_template) 
     BOOST_REQUIRE_EQUAL(result.status, 0);
     BOOST_TEST(simnpo::read_json_file(scratch.file("eval.json")).at("questions").at("forget").size() == 40u);
 
-    check_error(run("logprobs --model " + scratch.file("m1") + chat + " --prompt-template 'Q {question}' --data " + data,
+    const std::string out = " --out " + scratch.file("x.jsonl");
+    check_error(run("logprobs --model " + scratch.file("m1") + chat + " --prompt-template 'Q {question}' --data " + data + out,
                     scratch),
                 "exclude each other");
     check_error(run("logprobs --model " + scratch.file("m1") + " --chat-template " + scratch.file("none.jinja") +
-                        " --data " + data,
+                        " --data " + data + out,
                     scratch),
                 "none.jinja");
     scratch.write("bad.jinja", "{% for m in messages %}{{ m.content | wordcount }}{% endfor %}");
     check_error(run("logprobs --model " + scratch.file("m1") + " --chat-template " + scratch.file("bad.jinja") +
-                        " --data " + data,
+                        " --data " + data + out,
                     scratch),
-                "wordcount");
+                "bad.jinja:1: the filter 'wordcount'");
 }
 
 // eval --benchmark privacy and relearn on a compact model trained on forget01.

@@ -14,6 +14,7 @@
 // is an Error when the template is parsed, naming the construct and the line. Values follow Python:
 // str() of lists and dicts is their repr, True/False/None print as such, Python's whitespace for trim.
 #pragma once
+#include "simnpo/core/internal_check.hpp"
 
 #include "simnpo/core/error.hpp"
 

@@ -129,6 +129,17 @@ public:
             f(at, at + literal_.size());
     }
 
+    // `text` with every match replaced by `content`.
+    std::string replace_all(const std::string& text, const std::string& content) const {
+        std::string out;
+        std::size_t from = 0;
+        for_each_match(text, [&](std::size_t begin, std::size_t end) {
+            out.append(text, from, begin - from).append(content);
+            from = end;
+        });
+        return out.append(text, from);
+    }
+
 private:
     std::string literal_;
     std::optional<Regex> regex_;
@@ -183,16 +194,9 @@ public:
             case Kind::prepend:
                 if (!text.empty()) text.insert(0, content_);
                 return;
-            case Kind::replace: {
-                std::string out;
-                std::size_t from = 0;
-                pattern_->for_each_match(text, [&](std::size_t begin, std::size_t end) {
-                    out.append(text, from, begin - from).append(content_);
-                    from = end;
-                });
-                text = out.append(text, from);
+            case Kind::replace:
+                text = pattern_->replace_all(text, content_);
                 return;
-            }
             case Kind::strip: {
                 std::size_t begin = 0, end = text.size();
                 if (left_) {
@@ -592,15 +596,7 @@ public:
                 }
                 return;
             case Kind::replace:
-                for (auto& token : tokens) {
-                    std::string out;
-                    std::size_t from = 0;
-                    pattern_->for_each_match(token, [&](std::size_t begin, std::size_t end) {
-                        out.append(token, from, begin - from).append(content_);
-                        from = end;
-                    });
-                    token = out.append(token, from);
-                }
+                for (auto& token : tokens) token = pattern_->replace_all(token, content_);
                 return;
             case Kind::byte_fallback: {
                 std::vector<std::string> out;
