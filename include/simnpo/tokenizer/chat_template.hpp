@@ -17,6 +17,7 @@
 #include "simnpo/core/internal_check.hpp"
 
 #include "simnpo/core/error.hpp"
+#include "simnpo/tokenizer/utf8.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -49,51 +50,12 @@ namespace detail::jinja {
 // ----------------------------------------------------------------------------------------------------
 // Text: UTF-8 code points and Python's notion of whitespace.
 
-inline std::size_t utf8_sequence_length(unsigned char lead) {
-    if (lead < 0x80) return 1;
-    if ((lead >> 5) == 0x6) return 2;
-    if ((lead >> 4) == 0xE) return 3;
-    if ((lead >> 3) == 0x1E) return 4;
-    return 1;  // a stray byte counts as one character
-}
-
 // The code point at `pos` (advanced past it); a malformed sequence is one character, its first byte.
 inline char32_t next_code_point(std::string_view text, std::size_t& pos) {
-    const auto lead = static_cast<unsigned char>(text[pos]);
-    const std::size_t length = utf8_sequence_length(lead);
-    if (length == 1 || pos + length > text.size()) {
-        ++pos;
-        return lead;
-    }
-    char32_t cp = lead & (0x7F >> length);
-    for (std::size_t i = 1; i < length; ++i) {
-        const auto byte = static_cast<unsigned char>(text[pos + i]);
-        if ((byte >> 6) != 0x2) {
-            ++pos;
-            return lead;
-        }
-        cp = (cp << 6) | (byte & 0x3F);
-    }
-    pos += length;
-    return cp;
-}
-
-inline void append_utf8(std::string& out, char32_t cp) {
-    if (cp < 0x80) {
-        out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-        out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-        out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-        out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
+    const utf8::Unit unit = utf8::read(text, pos);
+    if (!unit.point) return static_cast<unsigned char>(text[pos++]);
+    pos += unit.length;
+    return *unit.point;
 }
 
 // The characters of `text`, each as its UTF-8 bytes.
@@ -327,7 +289,7 @@ inline std::string python_repr_string(std::string_view text) {
                    (c >= 0x205F && c <= 0x206F) || c == 0x3000 || c == 0xFEFF || (c >= 0xD800 && c <= 0xDFFF)) {
             out.append("\\u").append(hex(static_cast<std::uint32_t>(c), 4));
         } else {
-            append_utf8(out, c);
+            utf8::append(out, c);
         }
     }
     out.push_back(quote);
@@ -638,7 +600,7 @@ inline void json_string(std::string& out, std::string_view text, bool ensure_asc
                 out.append("\\u").append(hex(static_cast<std::uint32_t>(c), 4));
             }
         } else {
-            append_utf8(out, c);
+            utf8::append(out, c);
         }
     }
     out.push_back('"');
@@ -1067,7 +1029,7 @@ private:
                     cp = cp * 16 + static_cast<char32_t>(h <= '9' ? h - '0' : h - 'a' + 10);
                 }
                 if (cp > 0x10FFFF) fail_at(line, "an escape in a string literal is out of range");
-                append_utf8(value, cp);
+                utf8::append(value, cp);
             };
             switch (e) {
                 case '\\': value.push_back('\\'); break;
@@ -1090,7 +1052,7 @@ private:
                         char32_t cp = static_cast<char32_t>(e - '0');
                         for (int k = 0; k < 2 && i < raw.size() && raw[i] >= '0' && raw[i] <= '7'; ++k, ++i)
                             cp = cp * 8 + static_cast<char32_t>(raw[i] - '0');
-                        append_utf8(value, cp);
+                        utf8::append(value, cp);
                     } else if (static_cast<unsigned char>(e) >= 0x80) {
                         // Jinja escapes the non-ASCII character first (\xe9), so the backslash stays
                         // and the character becomes its escape's text.
@@ -1129,7 +1091,7 @@ private:
         if (std::string_view("+-/*%~[](){}><=.:|,;").find(c) == std::string_view::npos) {
             std::size_t next = pos_;
             std::string shown;
-            append_utf8(shown, next_code_point(source_, next));
+            utf8::append(shown, next_code_point(source_, next));
             fail_at(line_, "unexpected character '" + shown + "'");
         }
         if (c == '(' || c == '[' || c == '{') brackets.push_back(c == '(' ? ')' : c == '[' ? ']' : '}');
