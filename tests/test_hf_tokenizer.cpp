@@ -239,6 +239,8 @@ BOOST_AUTO_TEST_CASE(unsupported_or_bad_parts_are_errors_naming_file_and_key) {
     BOOST_CHECK_EXCEPTION(Tokenizer::load(dir.path), simnpo::Error, message_has({"add_bos_token", "no bos_token"}));
     dir.write("tokenizer_config.json", R"({"chat_template": 3})");
     BOOST_CHECK_EXCEPTION(Tokenizer::load(dir.path), simnpo::Error, message_has({"chat_template"}));
+    dir.write("tokenizer_config.json", R"({"chat_template": [{"name": 3, "template": "x"}]})");  // not a type error
+    BOOST_CHECK_EXCEPTION(Tokenizer::load(dir.path), simnpo::Error, message_has({"chat_template", "\"default\""}));
     dir.write("tokenizer_config.json", R"({"eos_token": {"content": "<|end|>"}, "add_eos_token": true})");
     const auto with_eos = Tokenizer::load(dir.path);
     BOOST_TEST(with_eos.encode("ab", true) == (Ids{256, 257}), boost::test_tools::per_element());

@@ -510,8 +510,8 @@ private:
         }
         if (it->is_array()) {
             for (const auto& named : *it)
-                if (named.is_object() && named.value("name", "") == "default" && named.contains("template") &&
-                    named["template"].is_string())
+                if (named.is_object() && named.contains("name") && named["name"] == "default" &&
+                    named.contains("template") && named["template"].is_string())
                     chat_template_ = named["template"].get<std::string>();
             if (chat_template_) return;
         }
