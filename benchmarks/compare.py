@@ -2,10 +2,12 @@
 """simnpo against PyTorch, side by side, on the same machine in the same run.
 
 Alternates rounds of build/benchmarks/bench_gpt (Google Benchmark) and benchmarks/torch_gpt2.py
-(eager PyTorch), both fp32 with the same thread count and OMP_WAIT_POLICY, and prints the median
-over rounds of each side's median time, the speed-up (PyTorch time / simnpo time), the FLOP rate of
-GPT-2 small's matrix products as a fraction of the machine's sgemm rate measured in the same
-benchmark, and the peak resident memory of GPT-2 small's forward+backward on each side.
+(eager PyTorch), with the same thread count, in fp32 on both sides and in BF16 mixed precision
+(simnpo's --precision bf16 against PyTorch under BF16 autocast), and prints the median over rounds
+of each side's median time, the speed-up (PyTorch time / simnpo time), the FLOP rate of GPT-2
+small's matrix products as a fraction of oneDNN's rate measured in the same benchmark (sgemm 1024³
+for fp32; the same BF16 products called directly for BF16), and the peak resident memory of GPT-2
+small's forward+backward on each side.
 
 Usage:  /usr/bin/python3 benchmarks/compare.py [--build build] [--threads 2] [--rounds 3] [--repeats 5]
 Needs Debian's python3-torch and a Release build (scripts/setup.sh).
@@ -57,10 +59,11 @@ def main():
     torch_command = [sys.executable, os.path.join(HERE, "torch_gpt2.py"), "--threads", str(args.threads),
                      "--repeats", str(args.repeats)]
 
-    cases = ["gpt2_small/forward", "gpt2_small/forward_backward", "compact/forward", "compact/forward_backward"]
+    cases = [f"{config}{suffix}/{phase}" for suffix in ("", "_bf16") for config in ("gpt2_small", "compact")
+             for phase in ("forward", "forward_backward")]
     ours = {case: [] for case in cases}
     theirs = {case: [] for case in cases}
-    matmul_rate, sgemm_rate = [], []
+    matmul_rate, sgemm_rate, matmul_bf16_rate, bf16_rate = [], [], [], []
     for round_index in range(args.rounds):
         print(f"round {round_index + 1}/{args.rounds}", file=sys.stderr)
         results = simnpo_round(binary, env, args.repeats, ".")
@@ -68,8 +71,11 @@ def main():
             ours[case].append(results[case]["real_time"])
         matmul_rate.append(results["gpt2_small_matmuls"]["flops"])
         sgemm_rate.append(results["sgemm_1024"]["flops"])
-        for line in run_json_lines(torch_command, env):
-            theirs[f"{line['config']}/{line['phase']}"].append(line["median_ms"])
+        matmul_bf16_rate.append(results["gpt2_small_matmuls_bf16"]["flops"])
+        bf16_rate.append(results["bf16_gemm_rate"]["flops"])
+        for autocast in ([], ["--autocast"]):
+            for line in run_json_lines(torch_command + autocast, env):
+                theirs[f"{line['config']}/{line['phase']}"].append(line["median_ms"])
 
     print(f"{'case':32} {'simnpo ms':>10} {'pytorch ms':>11} {'speed-up':>9}")
     for case in cases:
@@ -78,13 +84,18 @@ def main():
     matmul, sgemm = statistics.median(matmul_rate), statistics.median(sgemm_rate)
     print(f"GPT-2 small matrix products: {matmul / 1e9:.1f} GFLOP/s = {matmul / sgemm:.0%} of sgemm(1024) "
           f"at {sgemm / 1e9:.1f} GFLOP/s")
+    matmul16, rate16 = statistics.median(matmul_bf16_rate), statistics.median(bf16_rate)
+    print(f"GPT-2 small matrix products in BF16: {matmul16 / 1e9:.1f} GFLOP/s = {matmul16 / rate16:.0%} of oneDNN's "
+          f"BF16 rate at the same products, {rate16 / 1e9:.1f} GFLOP/s")
 
-    peak = simnpo_round(binary, env, 1, "gpt2_small/forward_backward")["gpt2_small/forward_backward"]
-    torch_peak = [line for line in run_json_lines(torch_command[:-2] + ["--repeats", "1", "--config", "gpt2_small",
-                                                                          "--peak-memory"], env)
-                  if line.get("metric") == "peak_rss"][0]
-    print(f"peak RSS, GPT-2 small forward+backward: simnpo {peak['peak_rss_mib']:.0f} MiB, "
-          f"PyTorch {torch_peak['peak_rss_mib']:.0f} MiB")
+    for suffix, autocast in (("", []), ("_bf16", ["--autocast"])):
+        case = f"gpt2_small{suffix}/forward_backward"
+        peak = simnpo_round(binary, env, 1, f"^{case}$")[case]
+        torch_peak = [line for line in run_json_lines(torch_command[:-2] + ["--repeats", "1", "--config", "gpt2_small",
+                                                                              "--peak-memory"] + autocast, env)
+                      if line.get("metric") == "peak_rss"][0]
+        print(f"peak RSS, GPT-2 small{suffix} forward+backward: simnpo {peak['peak_rss_mib']:.0f} MiB, "
+              f"PyTorch {torch_peak['peak_rss_mib']:.0f} MiB")
     print(f"(threads {args.threads}, rounds {args.rounds}, "
           f"repeats {args.repeats}; medians)")
 

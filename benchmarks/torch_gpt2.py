@@ -11,6 +11,10 @@ Configs:
   gpt2_small  L=12, C=768, H=12, V=50257, P=1024, T=64, B=4
   compact     L=4,  C=128, H=4,  V=512,   P=64,   T=64, B=32
 
+With --autocast the forward runs under torch.autocast("cpu", dtype=torch.bfloat16) (PyTorch's
+BF16 mixed precision: fp32 weights, BF16 matrix products), and the configs are named
+gpt2_small_bf16 and compact_bf16.
+
 Phases: "forward" (under torch.no_grad) and "forward_backward" (model.zero_grad, forward,
 loss.backward()), timed with zero_grad(set_to_none=False) and =True, the faster reported. Prints one JSON object per line:
   {"config", "phase", "median_ms", "min_ms", "repeats", "threads"}
@@ -18,7 +22,7 @@ and with --peak-memory, right after gpt2_small's forward+backward (run first):
   {"config": "gpt2_small", "metric": "peak_rss", "peak_rss_mib": ...}
 
 Usage:  /usr/bin/python3 benchmarks/torch_gpt2.py [--threads 2] [--repeats 10] [--warmup 2]
-                         [--config gpt2_small --config compact] [--peak-memory]
+                         [--config gpt2_small --config compact] [--peak-memory] [--autocast]
 """
 
 import argparse
@@ -58,9 +62,13 @@ CONFIGS = {
 }
 
 
+AUTOCAST = False
+
+
 def loss_fn(model, input_ids, targets):
-    logits = model(input_ids)
-    lp = torch.log_softmax(logits, dim=-1).gather(2, targets.unsqueeze(2)).squeeze(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=AUTOCAST):
+        logits = model(input_ids)
+    lp = torch.log_softmax(logits.float(), dim=-1).gather(2, targets.unsqueeze(2)).squeeze(2)
     return lp.mean()
 
 
@@ -105,14 +113,14 @@ def run_config(name, args):
         timings.append(("forward_backward", set_to_none, med, mn))
     best_backward = min((t for t in timings if t[0] == "forward_backward"), key=lambda t: t[2])
     for phase, set_to_none, med, mn in (timings[0], best_backward):
-        results.append({"config": name, "phase": phase, "median_ms": round(med, 3), "min_ms": round(mn, 3),
+        results.append({"config": name + ("_bf16" if AUTOCAST else ""), "phase": phase, "median_ms": round(med, 3), "min_ms": round(mn, 3),
                         "repeats": args.repeats, "threads": args.threads})
         if set_to_none is not None:
             results[-1]["zero_grad_set_to_none"] = set_to_none
         print(json.dumps(results[-1]), flush=True)
     if args.peak_memory and name == "gpt2_small":
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        print(json.dumps({"config": name, "metric": "peak_rss", "peak_rss_mib": round(kib / 1024.0, 1)}),
+        print(json.dumps({"config": name + ("_bf16" if AUTOCAST else ""), "metric": "peak_rss", "peak_rss_mib": round(kib / 1024.0, 1)}),
               flush=True)
     return results
 
@@ -126,7 +134,10 @@ def main():
                     help="run only this config (repeatable); default: gpt2_small then compact")
     ap.add_argument("--peak-memory", action="store_true",
                     help="report peak RSS after gpt2_small's forward+backward (gpt2_small runs first)")
+    ap.add_argument("--autocast", action="store_true", help="BF16 autocast (mixed precision)")
     args = ap.parse_args()
+    global AUTOCAST
+    AUTOCAST = args.autocast
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
     torch.set_num_threads(args.threads)

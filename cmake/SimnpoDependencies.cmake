@@ -1,5 +1,5 @@
 # The library's dependencies, found the same way by this project's build and by
-# a consumer's find_package(simnpo). SIMNPO_USE_OPENBLAS must be set before.
+# a consumer's find_package(simnpo). SIMNPO_USE_DNNL must be set before.
 include(CMakeFindDependencyMacro)
 
 macro(simnpo_find_dependency)
@@ -25,7 +25,8 @@ endif()
 if(NOT TARGET PkgConfig::SIMNPO_UTF8PROC)
     pkg_check_modules(SIMNPO_UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 endif()
-if(SIMNPO_USE_OPENBLAS)
-    set(BLA_VENDOR OpenBLAS)
-    simnpo_find_dependency(BLAS)
+# oneDNN (Debian's libdnnl-dev, built on OpenMP like the rest): the CPU's
+# matrix products, fp32 and BF16. Its package config also finds OpenCL.
+if(SIMNPO_USE_DNNL)
+    simnpo_find_dependency(dnnl CONFIG)
 endif()

@@ -8,6 +8,7 @@
 #include "simnpo/core/rng.hpp"
 #include "simnpo/core/threads.hpp"
 #include "simnpo/core/grad_store.hpp"
+#include "simnpo/core/bf16.hpp"
 #include "simnpo/core/interrupt.hpp"
 #include "simnpo/core/fingerprint.hpp"
 #include "simnpo/core/file.hpp"

@@ -4,7 +4,7 @@
 set -eu
 
 packages="cmake g++ make pkg-config libeigen3-dev libxtensor-dev xtl-dev libboost-test-dev
-nlohmann-json3-dev zlib1g-dev libpcre2-dev libutf8proc-dev libopenblas-dev libbenchmark-dev clang-14 libomp-14-dev libclang-rt-14-dev python3
+nlohmann-json3-dev zlib1g-dev libpcre2-dev libutf8proc-dev libdnnl-dev ocl-icd-opencl-dev libbenchmark-dev clang-14 libomp-14-dev libclang-rt-14-dev python3
 gnuplot-nox"
 
 missing=""

@@ -34,13 +34,16 @@ the sum of log pi(y_t | x, y_<t) over the n answer tokens.
   --threads N        CPU threads (default: all)
   --device cpu|cuda  where to compute (default cpu; cuda computes in float)
   --tf32             with --device cuda: matrix products on TF32 tensor cores
+  --precision P      fp32 (default) or bf16: matrix products in BF16 with fp32
+                     sums (CPU, --dtype float)
 )";
 
 template <class Backend, class Scalar>
 std::string score(const std::filesystem::path& model_dir, const std::filesystem::path& data_path,
-                  std::size_t batch_size, Backend backend, const data::TextFormat* format) {
+                  std::size_t batch_size, Backend backend, const data::TextFormat* format, Precision precision) {
     return model::with_family(model_dir, [&]<class Family>(std::type_identity<Family>) {
-        const auto model = model::load<model::CausalLM<Family, Backend, Scalar>>(model_dir, backend);
+        auto model = model::load<model::CausalLM<Family, Backend, Scalar>>(model_dir, backend);
+        model.set_precision(precision);
         const auto examples = data::read_jsonl(data_path, model.config(), format);
         std::string lines;
         for (std::size_t first = 0; first < examples.size(); first += batch_size) {
@@ -63,7 +66,7 @@ template <class Backend>
 int run_logprobs(const std::vector<std::string>& words) {
     const Args args("simnpo logprobs", words,
                     {"--model", "--data", "--out", "--batch-size", "--dtype", "--threads", "--device", "--tokenizer",
-                     "--prompt-template", "--chat-template"},
+                     "--prompt-template", "--chat-template", "--precision"},
                     {"--tf32"});
     if (args.help()) {
         std::cout << logprobs_usage << text_flags;
@@ -78,16 +81,20 @@ int run_logprobs(const std::vector<std::string>& words) {
     const bool on_gpu = args.choice("--device", "cpu", {"cpu", "cuda"}) == "cuda";
     if (on_gpu && dtype == "double") fail("simnpo logprobs: --device cuda computes in float (drop --dtype double)");
     if (args.has("--tf32") && !on_gpu) fail("simnpo logprobs: --tf32 applies to --device cuda only");
+    const Precision precision = parse_precision(args.choice("--precision", "fp32", {"fp32", "bf16"}), "--precision");
+    if (precision == Precision::bf16 && (on_gpu || dtype == "double"))
+        fail("simnpo logprobs: --precision bf16 is built for --device cpu with --dtype float");
     const Backend backend = make_backend<Backend>(args.has("--tf32"));
     args.apply_threads();
     const TextInput text(args, model_dir);
     const auto* format = text.format();
     std::string lines;
     if constexpr (std::is_same_v<Backend, simnpo::cpu>)
-        lines = dtype == "float" ? score<Backend, float>(model_dir, data_path, batch_size, backend, format)
-                                 : score<Backend, double>(model_dir, data_path, batch_size, backend, format);
+        lines = dtype == "float"
+                    ? score<Backend, float>(model_dir, data_path, batch_size, backend, format, precision)
+                    : score<Backend, double>(model_dir, data_path, batch_size, backend, format, precision);
     else
-        lines = score<Backend, float>(model_dir, data_path, batch_size, backend, format);
+        lines = score<Backend, float>(model_dir, data_path, batch_size, backend, format, precision);
     simnpo::write_file_atomic(out, lines);
     return 0;
 }

@@ -45,6 +45,9 @@ training flags:
   --log FILE               one JSON line per step (appended to when resuming)
   --device cpu|cuda        where to compute (default cpu; cuda needs a GPU and a CUDA build)
   --tf32                   with --device cuda: matrix products on TF32 tensor cores (faster, 10-bit inputs)
+  --precision fp32|bf16    matrix products in fp32 (default) or BF16 with fp32 sums (CPU, mixed precision:
+                           fp32 master weights, optimizer state, norms, softmax and losses); the
+                           reference model computes in the same precision
 )";
 
 constexpr const char* train_usage = R"(usage: simnpo train --model DIR --data D.jsonl --out DIR2 (--steps N | --epochs E) [flags]
@@ -82,13 +85,14 @@ inline const std::set<std::string> training_valued = {
     "--model", "--out", "--steps", "--epochs", "--batch-size", "--grad-accum", "--optimizer", "--lr",
     "--weight-decay", "--momentum", "--adam-beta1", "--adam-beta2", "--adam-eps", "--max-grad-norm",
     "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--resume-override", "--log",
-    "--device", "--tokenizer", "--prompt-template", "--chat-template"};
+    "--device", "--tokenizer", "--prompt-template", "--chat-template", "--precision"};
 inline const std::set<std::string> training_switches = {"--tf32", "--group-by-length", "--overwrite"};
 
 // The flags train and unlearn share, validated.
 struct Training {
     std::filesystem::path model_dir, out, log;
     bool tf32 = false;
+    Precision precision = Precision::fp32;
     bool overwrite = false;
     train::Options options;
     std::string optimizer;
@@ -137,6 +141,9 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
     const bool on_gpu = args.choice("--device", "cpu", {"cpu", "cuda"}) == "cuda";  // main.cpp dispatches on it
     if (args.has("--tf32") && !on_gpu) fail(command, ": --tf32 applies to --device cuda only");
     t.tf32 = args.has("--tf32");
+    t.precision = parse_precision(args.choice("--precision", "fp32", {"fp32", "bf16"}), "--precision");
+    if (t.precision == Precision::bf16 && on_gpu)
+        fail(command, ": --precision bf16 is built for --device cpu only so far");
 
     t.optimizer = args.choice("--optimizer", "adamw", {"adamw", "sgd"});
     const double lr = args.real("--lr", default_lr, 0.0, huge);
@@ -225,12 +232,13 @@ int run_train(const std::vector<std::string>& words) {
         return 0;
     }
     detail::Training t = detail::parse_training(args, 5e-5, "simnpo train");
-    t.options.run_config = {{"objective", "nll"}};
+    t.options.run_config = {{"objective", "nll"}, {"precision", precision_name(t.precision)}};
     const OutputLock lock(t.out);
     detail::prepare_output(t);
     const std::filesystem::path data_path = args.required("--data");
     return model::with_family(t.model_dir, [&]<class Family>(std::type_identity<Family>) {
         auto model = model::load<model::CausalLM<Family, Backend, float>>(t.model_dir, make_backend<Backend>(t.tf32));
+        model.set_precision(t.precision);
         const TextInput text(args, t.model_dir);
         const auto examples = data::read_jsonl(data_path, model.config(), text.format());
         loss::NoReference none;
@@ -278,7 +286,8 @@ int run_unlearn(const std::vector<std::string>& words) {
 
     // What the loop cannot see of the run, for a resume to be checked against.
     t.options.run_config = {{"forget_loss", forget_loss}, {"retain_loss", retain_loss},
-                            {"forget_weight", forget_weight}, {"retain_weight", retain_weight}};
+                            {"forget_weight", forget_weight}, {"retain_weight", retain_weight},
+                            {"precision", precision_name(t.precision)}};
     if (forget_loss != "ga") t.options.run_config["beta"] = beta;
     if (forget_loss == "simnpo") t.options.run_config["gamma"] = gamma;
     if (needs_reference) t.options.run_config["reference"] = "model";  // the model as loaded; --reference replaces it
@@ -286,6 +295,7 @@ int run_unlearn(const std::vector<std::string>& words) {
     return model::with_family(t.model_dir, [&]<class Family>(std::type_identity<Family>) {
         using Model = model::CausalLM<Family, Backend, float>;
         Model model = model::load<Model>(t.model_dir, make_backend<Backend>(t.tf32));
+        model.set_precision(t.precision);
         const TextInput text(args, t.model_dir);
         const auto forget = data::read_jsonl(args.required("--forget"), model.config(), text.format());
         const auto retain = args.has("--retain")
@@ -299,8 +309,9 @@ int run_unlearn(const std::vector<std::string>& words) {
             if constexpr (Objective::needs_reference) {
                 std::optional<loss::FrozenReference<Model>> reference;
                 if (args.has("--reference")) {
-                    const auto reference_model =
+                    auto reference_model =
                         model::load<Model>(args.required("--reference"), make_backend<Backend>(t.tf32));
+                    reference_model.set_precision(t.precision);
                     if (reference_model.config().vocab_size != model.config().vocab_size)
                         fail(args.required("--reference"), ": the reference's vocabulary differs from the model's");
                     t.options.run_config["reference"] = train::detail::model_fingerprint(reference_model);

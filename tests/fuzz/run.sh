@@ -12,7 +12,7 @@ build=${2:-$root/build-fuzz}
 compiler=$(command -v clang++ || command -v clang++-14) || { echo "run.sh: clang++ not found" >&2; exit 2; }
 
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DSIMNPO_BUILD_FUZZERS=ON -DSIMNPO_WITH_CUDA=OFF -DSIMNPO_BUILD_TESTS=OFF -DSIMNPO_BUILD_EXAMPLES=OFF -DSIMNPO_BUILD_BENCHMARKS=OFF
+    -DSIMNPO_BUILD_FUZZERS=ON -DSIMNPO_WITH_CUDA=OFF -DSIMNPO_USE_DNNL=OFF -DSIMNPO_BUILD_TESTS=OFF -DSIMNPO_BUILD_EXAMPLES=OFF -DSIMNPO_BUILD_BENCHMARKS=OFF
 cmake --build "$build" -j "${JOBS:-2}"
 
 seed() {  # seed <target> <corpus dir>

@@ -18,7 +18,7 @@ if [ "${1:-}" = "--prebuilt" ]; then
 else
     build=${1:-build-gpu}
     cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSIMNPO_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-        -DSIMNPO_BUILD_TESTS=ON -DSIMNPO_BUILD_BENCHMARKS=ON -DSIMNPO_BUILD_EXAMPLES=ON -DSIMNPO_USE_OPENBLAS=OFF \
+        -DSIMNPO_BUILD_TESTS=ON -DSIMNPO_BUILD_BENCHMARKS=ON -DSIMNPO_BUILD_EXAMPLES=ON -DSIMNPO_USE_DNNL=OFF \
         || exit 1
     cmake --build "$build" -j "$(nproc)" --target test_cuda_parity bench_cuda simnpo_cli || exit 1
 fi

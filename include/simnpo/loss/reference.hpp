@@ -46,6 +46,7 @@ public:
     explicit FrozenReference(const Model& model, Options options = {})
         : model_(model.config(), model.backend()), options_(options) {
         model_.params() = model.params();
+        model_.set_precision(model.precision());  // the reference computes as the model does
         // The reference is never differentiated (model() is const): its gradient slab would be dead weight.
         Buffer<Scalar>().swap(model_.grads());
     }

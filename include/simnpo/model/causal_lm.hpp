@@ -2,6 +2,7 @@
 #include "simnpo/core/internal_check.hpp"
 
 #include <concepts>
+#include <type_traits>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include <xtensor/xtensor.hpp>
 
+#include "simnpo/core/bf16.hpp"
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/grad_store.hpp"
 #include "simnpo/data/example.hpp"
@@ -58,6 +60,20 @@ struct LayerActivation {
     }
 };
 
+// The parameter slab as a trunk reads it: `p + offset` is a tensor's fp32
+// values; p.weight(offset) is a matrix as the products take it, with its
+// bfloat16 rounding in BF16 mode.
+template <class Scalar>
+struct Parameters {
+    const Scalar* values = nullptr;
+    const bf16* rounded = nullptr;  // the whole slab rounded (BF16 mode), else null
+
+    const Scalar* operator+(std::size_t offset) const { return values + offset; }
+    Weight<Scalar> weight(std::size_t offset) const {
+        return {values + offset, rounded != nullptr ? rounded + offset : nullptr};
+    }
+};
+
 template <class Family, class Backend, class Scalar>
 class CausalLM {
 public:
@@ -98,19 +114,41 @@ public:
     const layout_type& layout() const { return layout_; }
     Backend& backend() { return backend_; }
     const Backend& backend() const { return backend_; }
-    Buffer<Scalar>& params() { return params_; }
+    // Writable access counts as a change: BF16 mode rounds the slab again
+    // before the next pass. (Write through a reference taken after the last pass.)
+    Buffer<Scalar>& params() {
+        ++params_version_;
+        return params_;
+    }
     const Buffer<Scalar>& params() const { return params_; }
     Buffer<Scalar>& grads() { return grads_; }
     const Buffer<Scalar>& grads() const { return grads_; }
 
     // Named views into the slabs, by Hugging Face tensor name ("h.0.ln_1.weight",
     // "model.layers.0.self_attn.q_proj.weight"). On a GPU backend they point to device memory.
-    std::span<Scalar> param(std::string_view name) { return view(params_, name); }
+    std::span<Scalar> param(std::string_view name) { return view(params(), name); }
     std::span<const Scalar> param(std::string_view name) const { return view(params_, name); }
     std::span<Scalar> grad(std::string_view name) { return view(grads_, name); }
     std::span<const Scalar> grad(std::string_view name) const { return view(grads_, name); }
 
     void zero_grad() { fill_zero(backend_, grads_.data(), grads_.size()); }
+
+    // The precision of the products (core/bf16.hpp). BF16 needs float
+    // parameters on the CPU, in a build with oneDNN.
+    Precision precision() const { return precision_; }
+    void set_precision(Precision precision) {
+        if (precision == Precision::bf16) {
+            if constexpr (!std::is_same_v<Scalar, float>)
+                fail("model: BF16 products need a float model");
+            else if constexpr (!std::is_same_v<Backend, simnpo::cpu>)
+                fail("model: BF16 products are built for the CPU only so far (use fp32 or TF32 on the GPU)");
+            else if constexpr (!backend::cpu::bf16_products_available)
+                fail("model: BF16 products need oneDNN, and this program was built without it (SIMNPO_USE_DNNL)");
+        }
+        precision_ = precision;
+        rounded_version_ = 0;
+        if (precision != Precision::bf16) rounded_ = {};
+    }
 
     // The forward pass of training: the log-probability of every scored target
     // token, keeping every layer's activations for backward().
@@ -224,12 +262,12 @@ private:
         copy_to_device(backend, pass.rows.data(), std::span<const std::int64_t>(rows));
         copy_to_device(backend, pass.targets.data(), std::span<const std::int32_t>(targets));
 
-        const Scalar* p = params_.data();
+        const Parameters<Scalar> p = parameters();
         const Scalar* hidden =
             pass.trunk.forward(backend, config_, layout_, p, pass.tokens.data(), pass.lengths.data(), B, T);
         // The LM head runs on scored positions only: the loss reads nothing else.
         gather_rows(backend, pass.head_in.data(), hidden, pass.rows.data(), N, C);
-        lm_head_forward(backend, pass.logits.data(), pass.head_in.data(), p + layout_.head(), N, C, V);
+        lm_head_forward(backend, pass.logits.data(), pass.head_in.data(), p.weight(layout_.head()), N, C, V);
         logsoftmax_gather(backend, pass.logprobs.data(), pass.logsumexp.data(), pass.logits.data(),
                           pass.targets.data(), N, V);
         pass.host_rows = std::move(rows);
@@ -248,16 +286,31 @@ private:
     void backward_from_logit_grad(const Scalar* dlogits, GradStore store) {
         Pass& pass = tape_;
         const std::int64_t C = config_.width(), V = config_.vocab_size, BT = pass.B * pass.T;
-        const Scalar* p = params_.data();
+        const Parameters<Scalar> p = parameters();
         Scalar* g = grads_.data();
         pass.dhead_in.resize(static_cast<std::size_t>(pass.scored * C));
         pass.dhidden.resize(static_cast<std::size_t>(BT * C));
         fill_zero(backend_, pass.dhidden.data(), pass.dhidden.size());
         lm_head_backward(backend_, pass.dhead_in.data(), g + layout_.head(), dlogits, pass.head_in.data(),
-                         p + layout_.head(), pass.scored, C, V, store);
+                         p.weight(layout_.head()), pass.scored, C, V, store);
         scatter_add_rows(backend_, pass.dhidden.data(), pass.dhead_in.data(), pass.rows.data(), pass.scored, C);
         pass.trunk.backward(backend_, config_, layout_, p, g, pass.dhidden.data(), pass.tokens.data(),
                             pass.lengths.data(), pass.B, pass.T, store);
+    }
+
+    // The slab for a pass, rounded to bfloat16 first in BF16 mode when it has
+    // changed since the last rounding. (score() is const: the rounding is a
+    // cache, so scoring one model from two threads at once is not supported.)
+    Parameters<Scalar> parameters() const {
+        if (precision_ != Precision::bf16) return {params_.data(), nullptr};
+        if constexpr (std::is_same_v<Backend, simnpo::cpu> && std::is_same_v<Scalar, float>) {
+            if (rounded_version_ != params_version_ + 1) {
+                rounded_.resize(params_.size());
+                round_to_bf16(backend_, rounded_.data(), params_.data(), static_cast<std::int64_t>(params_.size()));
+                rounded_version_ = params_version_ + 1;
+            }
+        }
+        return {params_.data(), rounded_.data()};
     }
 
     template <class Slab>
@@ -293,6 +346,10 @@ private:
     layout_type layout_;
     Backend backend_;
     Buffer<Scalar> params_, grads_;
+    Precision precision_ = Precision::fp32;
+    std::uint64_t params_version_ = 0;        // bumped by every writable access to params_
+    mutable Buffer<bf16> rounded_;            // BF16 mode: params_ rounded, as of version rounded_version_ − 1
+    mutable std::uint64_t rounded_version_ = 0;  // 0: not rounded yet
     Pass tape_;  // what the last forward() left for backward()
 };
 

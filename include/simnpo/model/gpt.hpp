@@ -54,7 +54,7 @@ struct Gpt2Trunk {
     }
 
     // Returns the final hidden states [B·T, C] (after ln_f).
-    const Scalar* forward(Backend backend, const Config& config, const ParamLayout& layout, const Scalar* p,
+    const Scalar* forward(Backend backend, const Config& config, const ParamLayout& layout, Parameters<Scalar> p,
                           const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B, std::int64_t T) {
         const std::int64_t C = config.n_embd, H = config.n_head, L = config.n_layer, BT = B * T;
         const double eps = config.layer_norm_epsilon;
@@ -73,15 +73,15 @@ struct Gpt2Trunk {
             Scalar* fch_gelu = fch_gelu_.at(k);
             layernorm_forward(backend, ln1, ln1_mean_.at(k), ln1_rstd_.at(k), x, p + w.ln_1_weight, p + w.ln_1_bias,
                               BT, C, eps);
-            matmul_forward(backend, qkv, ln1, p + w.attn_weight, p + w.attn_bias, BT, C, 3 * C);
+            matmul_forward(backend, qkv, ln1, p.weight(w.attn_weight), p + w.attn_bias, BT, C, 3 * C);
             attention_forward(backend, atty, att_.at(k), qkv, lengths, B, T, C, H);
-            matmul_forward(backend, x2, atty, p + w.attn_proj_weight, p + w.attn_proj_bias, BT, C, C);
+            matmul_forward(backend, x2, atty, p.weight(w.attn_proj_weight), p + w.attn_proj_bias, BT, C, C);
             residual_add(backend, x2, x, BT * C);
             layernorm_forward(backend, ln2, ln2_mean_.at(k), ln2_rstd_.at(k), x2, p + w.ln_2_weight, p + w.ln_2_bias,
                               BT, C, eps);
-            matmul_forward(backend, fch, ln2, p + w.fc_weight, p + w.fc_bias, BT, C, 4 * C);
+            matmul_forward(backend, fch, ln2, p.weight(w.fc_weight), p + w.fc_bias, BT, C, 4 * C);
             gelu_forward(backend, fch_gelu, fch, BT * 4 * C);
-            matmul_forward(backend, x_next, fch_gelu, p + w.fc_proj_weight, p + w.fc_proj_bias, BT, 4 * C, C);
+            matmul_forward(backend, x_next, fch_gelu, p.weight(w.fc_proj_weight), p + w.fc_proj_bias, BT, 4 * C, C);
             residual_add(backend, x_next, x2, BT * C);
         }
         final_input_ = residual_.at(keep_ ? L : L % 2);
@@ -93,7 +93,7 @@ struct Gpt2Trunk {
     // From dhidden [B·T, C], the gradient of the final hidden states (it is
     // consumed), stores every parameter's gradient per `store`; wte's adds to
     // the tied head's, which the caller has stored already.
-    void backward(Backend backend, const Config& config, const ParamLayout& layout, const Scalar* p, Scalar* g,
+    void backward(Backend backend, const Config& config, const ParamLayout& layout, Parameters<Scalar> p, Scalar* g,
                   const Scalar* dhidden, const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B,
                   std::int64_t T, GradStore store) {
         if (!keep_) fail("backward: the last forward pass only scored (it kept no activations)");
@@ -114,18 +114,18 @@ struct Gpt2Trunk {
             // The matmul and GELU backwards write their input gradients (one
             // producer each); attention's and the layernorms' accumulate.
             matmul_backward(backend, dfch_gelu_.data(), g + w.fc_proj_weight, g + w.fc_proj_bias, dx, fch_gelu_.at(l),
-                            p + w.fc_proj_weight, BT, 4 * C, C, store);
+                            p.weight(w.fc_proj_weight), BT, 4 * C, C, store);
             gelu_backward(backend, dfch_.data(), dfch_gelu_.data(), fch_.at(l), BT * 4 * C);
             matmul_backward(backend, dln_.data(), g + w.fc_weight, g + w.fc_bias, dfch_.data(), ln2_.at(l),
-                            p + w.fc_weight, BT, C, 4 * C, store);
+                            p.weight(w.fc_weight), BT, C, 4 * C, store);
             layernorm_backward(backend, dx, g + w.ln_2_weight, g + w.ln_2_bias, dln_.data(), residual2_.at(l),
                                p + w.ln_2_weight, ln2_mean_.at(l), ln2_rstd_.at(l), BT, C, store);
             fill_zero(backend, dqkv_.data(), dqkv_.size());
             matmul_backward(backend, datty_.data(), g + w.attn_proj_weight, g + w.attn_proj_bias, dx, atty_.at(l),
-                            p + w.attn_proj_weight, BT, C, C, store);
+                            p.weight(w.attn_proj_weight), BT, C, C, store);
             attention_backward(backend, dqkv_.data(), datty_.data(), qkv_.at(l), att_.at(l), lengths, B, T, C, H);
             matmul_backward(backend, dln_.data(), g + w.attn_weight, g + w.attn_bias, dqkv_.data(), ln1_.at(l),
-                            p + w.attn_weight, BT, C, 3 * C, store);
+                            p.weight(w.attn_weight), BT, C, 3 * C, store);
             layernorm_backward(backend, dx, g + w.ln_1_weight, g + w.ln_1_bias, dln_.data(), residual_.at(l),
                                p + w.ln_1_weight, ln1_mean_.at(l), ln1_rstd_.at(l), BT, C, store);
         }

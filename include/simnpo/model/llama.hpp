@@ -135,7 +135,7 @@ struct LlamaTrunk {
         keep_ = keep;
     }
 
-    const Scalar* forward(Backend backend, const LlamaConfig& c, const LlamaLayout& layout, const Scalar* p,
+    const Scalar* forward(Backend backend, const LlamaConfig& c, const LlamaLayout& layout, Parameters<Scalar> p,
                           const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B, std::int64_t T) {
         const std::int64_t C = c.hidden_size, I = c.intermediate_size, BT = B * T;
         const std::int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
@@ -151,17 +151,17 @@ struct LlamaTrunk {
             Scalar* qkv = qkv_.at(k);
             Scalar* x2 = residual2_.at(k);
             rmsnorm_forward(backend, norm1_.at(k), rstd1_.at(k), x, p + w.input_norm, BT, C, eps);
-            linear_forward(backend, qkv, norm1_.at(k), p + w.qkv_weight, bias(w.qkv_bias), BT, C, QKV);
+            linear_forward(backend, qkv, norm1_.at(k), p.weight(w.qkv_weight), bias(w.qkv_bias), BT, C, QKV);
             rope_forward(backend, qkv, cos_.data(), sin_.data(), B, T, H + KV, D, QKV);
             attention_forward(backend, atty_.at(k), att_.at(k), qkv, lengths, B, T, H, KV, D,
                               c.sliding_window[static_cast<std::size_t>(l)]);
-            linear_forward(backend, x2, atty_.at(k), p + w.o_weight, bias(w.o_bias), BT, H * D, C);
+            linear_forward(backend, x2, atty_.at(k), p.weight(w.o_weight), bias(w.o_bias), BT, H * D, C);
             residual_add(backend, x2, x, BT * C);
             rmsnorm_forward(backend, norm2_.at(k), rstd2_.at(k), x2, p + w.post_norm, BT, C, eps);
-            linear_forward(backend, gate_up_.at(k), norm2_.at(k), p + w.gate_up_weight, bias(w.gate_up_bias), BT, C,
-                           2 * I);
+            linear_forward(backend, gate_up_.at(k), norm2_.at(k), p.weight(w.gate_up_weight), bias(w.gate_up_bias), BT,
+                           C, 2 * I);
             swiglu_forward(backend, mlp_.at(k), gate_up_.at(k), BT, I);
-            linear_forward(backend, x_next, mlp_.at(k), p + w.down_weight, bias(w.down_bias), BT, I, C);
+            linear_forward(backend, x_next, mlp_.at(k), p.weight(w.down_weight), bias(w.down_bias), BT, I, C);
             residual_add(backend, x_next, x2, BT * C);
         }
         final_input_ = residual_.at(keep_ ? L : L % 2);
@@ -172,7 +172,7 @@ struct LlamaTrunk {
     // From dhidden [B·T, C], the gradient of the final hidden states, stores
     // every parameter's gradient per `store`; a tied embedding's adds to the
     // head's, which the caller has stored already.
-    void backward(Backend backend, const LlamaConfig& c, const LlamaLayout& layout, const Scalar* p, Scalar* g,
+    void backward(Backend backend, const LlamaConfig& c, const LlamaLayout& layout, Parameters<Scalar> p, Scalar* g,
                   const Scalar* dhidden, const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B,
                   std::int64_t T, GradStore store) {
         if (!keep_) fail("backward: the last forward pass only scored (it kept no activations)");
@@ -195,20 +195,20 @@ struct LlamaTrunk {
             // dx holds dL/d(block output); each branch adds its part through
             // the RMSNorm backward, leaving dL/d(block input).
             linear_backward(backend, dmlp_.data(), g + w.down_weight, grad_bias(w.down_bias), dx, mlp_.at(l),
-                            p + w.down_weight, BT, I, C, store);
+                            p.weight(w.down_weight), BT, I, C, store);
             swiglu_backward(backend, dgate_up_.data(), dmlp_.data(), gate_up_.at(l), BT, I);
             linear_backward(backend, dnorm_.data(), g + w.gate_up_weight, grad_bias(w.gate_up_bias), dgate_up_.data(),
-                            norm2_.at(l), p + w.gate_up_weight, BT, C, 2 * I, store);
+                            norm2_.at(l), p.weight(w.gate_up_weight), BT, C, 2 * I, store);
             rmsnorm_backward(backend, dx, g + w.post_norm, dnorm_.data(), residual2_.at(l), p + w.post_norm,
                              rstd2_.at(l), BT, C, store);
             linear_backward(backend, datty_.data(), g + w.o_weight, grad_bias(w.o_bias), dx, atty_.at(l),
-                            p + w.o_weight, BT, H * D, C, store);
+                            p.weight(w.o_weight), BT, H * D, C, store);
             fill_zero(backend, dqkv_.data(), dqkv_.size());
             attention_backward(backend, dqkv_.data(), datty_.data(), qkv_.at(l), att_.at(l), lengths, B, T, H, KV, D,
                                c.sliding_window[static_cast<std::size_t>(l)]);
             rope_backward(backend, dqkv_.data(), cos_.data(), sin_.data(), B, T, H + KV, D, QKV);
             linear_backward(backend, dnorm_.data(), g + w.qkv_weight, grad_bias(w.qkv_bias), dqkv_.data(),
-                            norm1_.at(l), p + w.qkv_weight, BT, C, QKV, store);
+                            norm1_.at(l), p.weight(w.qkv_weight), BT, C, QKV, store);
             rmsnorm_backward(backend, dx, g + w.input_norm, dnorm_.data(), residual_.at(l), p + w.input_norm,
                              rstd1_.at(l), BT, C, store);
         }

@@ -9,6 +9,8 @@
 #include <type_traits>
 
 #include "simnpo/backend/cuda/common.cuh"
+#include "simnpo/core/bf16.hpp"
+#include "simnpo/core/error.hpp"
 #include "simnpo/core/grad_store.hpp"
 
 namespace simnpo::backend::cuda {
@@ -207,12 +209,19 @@ void column_sums(S* out, const S* x, std::int64_t N, std::int64_t C, bool accumu
 // The kernels below have the CPU backend's signatures and meaning
 // (simnpo/backend/cpu/matmul.hpp).
 
+// A weight's fp32 values: the products here are fp32 (or TF32) only.
+inline const float* fp32(const Weight<float>& w) {
+    if (w.rounded != nullptr) fail("CUDA: BF16 products are not built yet (use --precision fp32 on the GPU)");
+    return w.values;
+}
+
 // out [N, OC] = inp [N, IC] · weight [IC, OC] + bias [OC] (bias may be null).
 template <class S>
-void matmul_forward(Tag tag, S* out, const S* inp, const S* weight, const std::type_identity_t<S>* bias,
+void matmul_forward(Tag tag, S* out, const S* inp, Weight<std::type_identity_t<S>> weight,
+                    const std::type_identity_t<S>* bias,
                     std::int64_t N, std::int64_t IC, std::int64_t OC) {
     require_float<S>();
-    gemm(tag, {.M = N, .N = OC, .K = IC, .A = inp, .lda = IC, .B = weight, .ldb = OC, .C = out, .ldc = OC,
+    gemm(tag, {.M = N, .N = OC, .K = IC, .A = inp, .lda = IC, .B = fp32(weight), .ldb = OC, .C = out, .ldc = OC,
                .bias = bias});
 }
 
@@ -220,10 +229,11 @@ void matmul_forward(Tag tag, S* out, const S* inp, const S* weight, const std::t
 // inpᵀ · dout and dbias [OC] = column sums of dout (dbias may be null).
 template <class S>
 void matmul_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, const S* dout, const S* inp,
-                     const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC, GradStore store) {
+                     Weight<std::type_identity_t<S>> weight, std::int64_t N, std::int64_t IC, std::int64_t OC,
+                     GradStore store) {
     require_float<S>();
     const bool accumulate = store == GradStore::accumulate;
-    gemm(tag, {.transpose_b = true, .M = N, .N = IC, .K = OC, .A = dout, .lda = OC, .B = weight, .ldb = OC,
+    gemm(tag, {.transpose_b = true, .M = N, .N = IC, .K = OC, .A = dout, .lda = OC, .B = fp32(weight), .ldb = OC,
                .C = dinp, .ldc = IC});
     gemm(tag, {.accumulate = accumulate, .transpose_a = true, .M = IC, .N = OC, .K = N, .A = inp, .lda = IC,
                .B = dout, .ldb = OC, .C = dweight, .ldc = OC});
@@ -232,10 +242,11 @@ void matmul_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbia
 
 // out [N, OC] = inp [N, IC] · weightᵀ + bias [OC] (bias may be null); nn.Linear's weight [OC, IC].
 template <class S>
-void linear_forward(Tag tag, S* out, const S* inp, const S* weight, const std::type_identity_t<S>* bias,
+void linear_forward(Tag tag, S* out, const S* inp, Weight<std::type_identity_t<S>> weight,
+                    const std::type_identity_t<S>* bias,
                     std::int64_t N, std::int64_t IC, std::int64_t OC) {
     require_float<S>();
-    gemm(tag, {.transpose_b = true, .M = N, .N = OC, .K = IC, .A = inp, .lda = IC, .B = weight, .ldb = IC, .C = out,
+    gemm(tag, {.transpose_b = true, .M = N, .N = OC, .K = IC, .A = inp, .lda = IC, .B = fp32(weight), .ldb = IC, .C = out,
                .ldc = OC, .bias = bias});
 }
 
@@ -243,10 +254,11 @@ void linear_forward(Tag tag, S* out, const S* inp, const S* weight, const std::t
 // doutᵀ · inp and dbias [OC] = column sums of dout (dbias may be null).
 template <class S>
 void linear_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, const S* dout, const S* inp,
-                     const S* weight, std::int64_t N, std::int64_t IC, std::int64_t OC, GradStore store) {
+                     Weight<std::type_identity_t<S>> weight, std::int64_t N, std::int64_t IC, std::int64_t OC,
+                     GradStore store) {
     require_float<S>();
     const bool accumulate = store == GradStore::accumulate;
-    gemm(tag, {.M = N, .N = IC, .K = OC, .A = dout, .lda = OC, .B = weight, .ldb = IC, .C = dinp, .ldc = IC});
+    gemm(tag, {.M = N, .N = IC, .K = OC, .A = dout, .lda = OC, .B = fp32(weight), .ldb = IC, .C = dinp, .ldc = IC});
     gemm(tag, {.accumulate = accumulate, .transpose_a = true, .M = OC, .N = IC, .K = N, .A = dout, .lda = OC,
                .B = inp, .ldb = IC, .C = dweight, .ldc = IC});
     if (dbias != nullptr) column_sums(dbias, dout, N, OC, accumulate);
@@ -254,18 +266,19 @@ void linear_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbia
 
 // The tied LM head: logits [N, V] = inp [N, C] · wteᵀ, wte [V, C].
 template <class S>
-void lm_head_forward(Tag tag, S* logits, const S* inp, const S* wte, std::int64_t N, std::int64_t C, std::int64_t V) {
+void lm_head_forward(Tag tag, S* logits, const S* inp, Weight<std::type_identity_t<S>> wte, std::int64_t N,
+                     std::int64_t C, std::int64_t V) {
     require_float<S>();
-    gemm(tag, {.transpose_b = true, .M = N, .N = V, .K = C, .A = inp, .lda = C, .B = wte, .ldb = C, .C = logits,
+    gemm(tag, {.transpose_b = true, .M = N, .N = V, .K = C, .A = inp, .lda = C, .B = fp32(wte), .ldb = C, .C = logits,
                .ldc = V});
 }
 
 // Writes dinp [N, C] = dlogits · wte; stores (per `store`) dwte [V, C] = dlogitsᵀ · inp.
 template <class S>
-void lm_head_backward(Tag tag, S* dinp, S* dwte, const S* dlogits, const S* inp, const S* wte, std::int64_t N,
-                      std::int64_t C, std::int64_t V, GradStore store) {
+void lm_head_backward(Tag tag, S* dinp, S* dwte, const S* dlogits, const S* inp, Weight<std::type_identity_t<S>> wte,
+                      std::int64_t N, std::int64_t C, std::int64_t V, GradStore store) {
     require_float<S>();
-    gemm(tag, {.M = N, .N = C, .K = V, .A = dlogits, .lda = V, .B = wte, .ldb = C, .C = dinp, .ldc = C});
+    gemm(tag, {.M = N, .N = C, .K = V, .A = dlogits, .lda = V, .B = fp32(wte), .ldb = C, .C = dinp, .ldc = C});
     gemm(tag, {.accumulate = store == GradStore::accumulate, .transpose_a = true, .M = V, .N = C, .K = N,
                .A = dlogits, .lda = V, .B = inp, .ldb = C, .C = dwte, .ldc = C});
 }
