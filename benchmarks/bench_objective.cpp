@@ -67,11 +67,13 @@ void npo_gd(benchmark::State& state) { step(state, sl::NPO_GD{}, unlimited); }
 void simnpo_kl_cached(benchmark::State& state) { step(state, sl::SimNPO_KL{}, unlimited); }
 void simnpo_kl_recomputed(benchmark::State& state) { step(state, sl::SimNPO_KL{}, 0); }
 
+// range(0): 0 fp32, 1 BF16 mixed precision.
 void unlearn_step(benchmark::State& state) {
     const Shape s = shape(0);
     simnpo::set_threads(2);
     Model model(s.config);
     simnpo::model::init_weights(model, 1);
+    model.set_precision(state.range(0) == 1 ? simnpo::Precision::bf16 : simnpo::Precision::fp32);
     const auto forget = examples(s, 1), retain = examples(s, 2);
     const sl::SimNPO_GD objective{sl::SimNPO({.beta = 2.5}), sl::NLL{}};
     const simnpo::optim::AdamW adamw({.lr = 1e-5, .weight_decay = 0.01});
@@ -92,7 +94,7 @@ void unlearn_step(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(unlearn_step)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(unlearn_step)->ArgName("bf16")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #define OBJECTIVE_BENCHMARK(name) \
     BENCHMARK(name)->ArgName("gpt2_small_0_compact_1")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()

@@ -3,8 +3,9 @@
 
 Alternates rounds of build/benchmarks/bench_objective --benchmark_filter=unlearn_step and
 benchmarks/torch_unlearn_step.py: SimNPO + NLL on GPT-2 small, B = 4 forget + 4 retain, T = 64,
-clipping at 1.0, AdamW; fp32, the same thread count. Prints the median over rounds of each side's
-median step time, the speed-up (PyTorch time / simnpo time) and each side's peak resident memory.
+clipping at 1.0, AdamW; the same thread count; in fp32, and in BF16 mixed precision (simnpo's
+--precision bf16 against PyTorch's forward under BF16 autocast). Prints the median over rounds of each
+side's median step time, the speed-up (PyTorch time / simnpo time) and each side's peak resident memory.
 
 Usage:  /usr/bin/python3 benchmarks/compare_unlearn.py [--build build] [--threads 2] [--rounds 3] [--repeats 5]
 Needs Debian's python3-torch and a Release build (scripts/setup.sh).
@@ -32,17 +33,22 @@ def main():
     if not os.path.exists(binary):
         sys.exit(f"compare_unlearn.py: {binary} not found: build first (scripts/setup.sh)")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    for precision in ("fp32", "bf16"):
+        compare(args, binary, env, precision)
+
+
+def compare(args, binary, env, precision):
     ours, theirs, our_rss, their_rss, layouts = [], [], [], [], []
     for round_index in range(args.rounds):
         print(f"round {round_index + 1}/{args.rounds}", file=sys.stderr)
-        command = [binary, "--benchmark_format=json", "--benchmark_filter=^unlearn_step",
+        command = [binary, "--benchmark_format=json", f"--benchmark_filter=^unlearn_step/bf16:{int(precision == 'bf16')}$",
                    f"--benchmark_repetitions={args.repeats}", "--benchmark_min_time=0"]
         output = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
         runs = [b for b in output["benchmarks"] if b.get("run_type") == "iteration"]
         ours.append(statistics.median(b["real_time"] for b in runs))
         our_rss.append(max(b["peak_rss_mib"] for b in runs))
         torch_command = [sys.executable, os.path.join(HERE, "torch_unlearn_step.py"), "--threads", str(args.threads),
-                         "--repeats", str(args.repeats), "--peak-memory"]
+                         "--repeats", str(args.repeats), "--peak-memory"] + (["--autocast"] if precision == "bf16" else [])
         lines = [json.loads(line) for line in subprocess.run(torch_command, env=env, check=True, capture_output=True,
                                                                text=True).stdout.splitlines() if line.startswith("{")]
         timing = [line for line in lines if "median_ms" in line][0]
@@ -52,7 +58,7 @@ def main():
         print(f"  simnpo {ours[-1]:.1f} ms, PyTorch {theirs[-1]:.1f} ms", file=sys.stderr)
 
     mine, other = statistics.median(ours), statistics.median(theirs)
-    print(f"unlearning step, GPT-2 small, SimNPO+NLL, AdamW, B=4+4, T=64, {args.threads} threads")
+    print(f"unlearning step, GPT-2 small, SimNPO+NLL, AdamW, B=4+4, T=64, {precision}, {args.threads} threads")
     print(f"  simnpo  {mine:8.1f} ms   peak RSS {max(our_rss):6.0f} MiB")
     print(f"  PyTorch {other:8.1f} ms   peak RSS {max(their_rss):6.0f} MiB   (faster batch layout: "
           f"{', '.join(sorted(set(layouts)))})")

@@ -33,6 +33,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--peak-memory", action="store_true")
+    ap.add_argument("--autocast", action="store_true", help="the forward under BF16 autocast")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -48,8 +49,9 @@ def main():
     both = torch.cat([forget, retain])
 
     def token_logprobs(seq):
-        logits = model(seq[:, :-1].contiguous())
-        return torch.log_softmax(logits, dim=-1).gather(2, seq[:, 1:].unsqueeze(2)).squeeze(2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast):
+            logits = model(seq[:, :-1].contiguous())
+        return torch.log_softmax(logits.float(), dim=-1).gather(2, seq[:, 1:].unsqueeze(2)).squeeze(2)
 
     def objective(forget_lp, retain_lp):
         per_token = forget_lp.sum(dim=1) / forget_lp.shape[1]

@@ -91,7 +91,7 @@ void expect_open_error(const TempDir& dir, const std::string& file, const std::s
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(bfloat16_rounding_by_hand) {
-    using simnpo::model::detail::float_to_bfloat16;
+    using simnpo::float_to_bf16;
     const std::pair<std::uint32_t, std::uint16_t> cases[] = {
         {0x3F800000, 0x3F80},  // 1.0: exact
         {0x3F807FFF, 0x3F80},  // just below half an ulp: down
@@ -119,13 +119,13 @@ BOOST_AUTO_TEST_CASE(bfloat16_rounding_by_hand) {
         {0xFFFFFFFF, 0x7FC0},
     };
     for (const auto& [in, out] : cases)
-        BOOST_TEST_CONTEXT("0x" << std::hex << in) { BOOST_TEST(float_to_bfloat16(std::bit_cast<float>(in)) == out); }
+        BOOST_TEST_CONTEXT("0x" << std::hex << in) { BOOST_TEST(float_to_bf16(std::bit_cast<float>(in)) == out); }
 }
 
 BOOST_AUTO_TEST_CASE(bfloat16_rounding_matches_a_reference_formula) {
     // Independent check: of the two bfloat16 values around x, the nearer (in
     // double), ties to the even one; past the largest, what IEEE gives (inf).
-    using simnpo::model::detail::float_to_bfloat16;
+    using simnpo::float_to_bf16;
     std::mt19937 rng(7);
     int mismatches = 0;
     for (int i = 0; i < 1'000'000; ++i) {
@@ -139,7 +139,7 @@ BOOST_AUTO_TEST_CASE(bfloat16_rounding_matches_a_reference_formula) {
                                 : static_cast<double>(std::bit_cast<float>(above));
         const double d_low = std::abs(static_cast<double>(x) - low), d_high = std::abs(high - static_cast<double>(x));
         const bool up = d_high < d_low || (d_high == d_low && ((below >> 16) & 1u) != 0);
-        mismatches += float_to_bfloat16(x) != static_cast<std::uint16_t>((up ? above : below) >> 16);
+        mismatches += float_to_bf16(x) != static_cast<std::uint16_t>((up ? above : below) >> 16);
     }
     BOOST_TEST(mismatches == 0);
 }
@@ -237,7 +237,7 @@ BOOST_AUTO_TEST_CASE(single_file_round_trip) {
     const auto bf16 = WeightFiles::open(dir.path);
     BOOST_TEST(bf16.find("zeta")->dtype == "BF16");
     std::vector<std::uint32_t> rounded;
-    for (const float v : a) rounded.push_back(std::uint32_t{simnpo::model::detail::float_to_bfloat16(v)} << 16);
+    for (const float v : a) rounded.push_back(std::uint32_t{simnpo::float_to_bf16(v)} << 16);
     BOOST_TEST(bits_of(read_all(bf16, "zeta")) == rounded, boost::test_tools::per_element());
 }
 

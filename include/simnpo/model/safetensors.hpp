@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "simnpo/core/bf16.hpp"
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/file.hpp"
 
@@ -79,22 +80,6 @@ inline float half_to_float(std::uint16_t half) {
         bits = sign | (static_cast<std::uint32_t>(top - 24 + 127) << 23) | mantissa;
     }
     return std::bit_cast<float>(bits);
-}
-
-// bfloat16 is the upper half of a binary32.
-inline float bfloat16_to_float(std::uint16_t bits) {
-    return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
-}
-
-// A binary32 rounded to the nearest bfloat16, ties to even, as PyTorch's
-// c10::BFloat16 does: overflow rounds to infinity, and every NaN becomes the
-// quiet NaN 0x7FC0. (Tensor.to(torch.bfloat16) on a contiguous CPU tensor
-// writes 0xFFFF for NaN instead; every other value is the same bit for bit.)
-inline std::uint16_t float_to_bfloat16(float value) {
-    if (std::isnan(value)) return 0x7fc0;
-    const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
-    const std::uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
-    return static_cast<std::uint16_t>((bits + rounding_bias) >> 16);
 }
 
 template <class T>
@@ -219,7 +204,7 @@ public:
                     2);
         } else if (tensor.dtype == "BF16") {
             convert(
-                [](const char* p) { return detail::bfloat16_to_float(detail::load_little_endian<std::uint16_t>(p)); },
+                [](const char* p) { return bf16_to_float(detail::load_little_endian<std::uint16_t>(p)); },
                 2);
         } else {
             fail(where_, ": unsupported dtype '", tensor.dtype, "' for tensor '", tensor.name,
@@ -401,7 +386,7 @@ inline std::string safetensors_bytes(const std::filesystem::path& path, const st
             data += tensor.data.size_bytes();
         } else {
             for (const float value : tensor.data) {
-                const std::uint16_t bits = detail::float_to_bfloat16(value);
+                const std::uint16_t bits = float_to_bf16(value);
                 std::memcpy(data, &bits, 2);
                 data += 2;
             }
