@@ -37,7 +37,10 @@ def simnpo_round(binary, env, repeats, pattern):
         if repeats > 1 and entry.get("aggregate_name") != "median":
             continue
         name = entry["run_name"].replace("/real_time", "")
-        name = name.rsplit("/", 1)[0] if name.count("/") == 2 else name  # drop the config index
+        parts = name.split("/")
+        while len(parts) > 1 and parts[-1].isdigit():  # drop the config and precision arguments
+            parts.pop()
+        name = "/".join(parts)
         results[name] = entry
     return results
 
@@ -90,7 +93,7 @@ def main():
 
     for suffix, autocast in (("", []), ("_bf16", ["--autocast"])):
         case = f"gpt2_small{suffix}/forward_backward"
-        peak = simnpo_round(binary, env, 1, f"^{case}$")[case]
+        peak = simnpo_round(binary, env, 1, f"^{case}/")[case]
         torch_peak = [line for line in run_json_lines(torch_command[:-2] + ["--repeats", "1", "--config", "gpt2_small",
                                                                               "--peak-memory"] + autocast, env)
                       if line.get("metric") == "peak_rss"][0]
