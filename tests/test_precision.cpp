@@ -16,6 +16,8 @@
 
 #include <simnpo.hpp>
 
+#include "support/counting.hpp"
+
 namespace cpu = simnpo::backend::cpu;
 using simnpo::bf16;
 using simnpo::Precision;
@@ -283,17 +285,7 @@ using Llama = simnpo::model::Llama<simnpo::cpu, float>;
 
 simnpo::model::Config gpt_config() { return {.vocab_size = 16, .n_positions = 16, .n_embd = 32, .n_layer = 2, .n_head = 2}; }
 
-// Prompt (topic, start); answer: the next three numbers counting by `step`
-// (numbers 3..15). Topic 1 counts up (the forget set), topic 2 down (the retain set).
-std::vector<Example> counting(std::int32_t topic, std::int32_t step) {
-    std::vector<Example> examples;
-    for (std::int32_t start = 3; start <= 15; ++start) {
-        Example example{{topic, start}, {}};
-        for (std::int32_t k = 1; k <= 3; ++k) example.answer_ids.push_back(start + k * step);
-        if (example.answer_ids.back() >= 3 && example.answer_ids.back() <= 15) examples.push_back(example);
-    }
-    return examples;
-}
+using simnpo::testing::counting;
 
 std::vector<Example> random_examples(std::int64_t vocab, std::uint32_t seed) {
     std::mt19937 rng(seed);

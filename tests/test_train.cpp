@@ -14,6 +14,7 @@
 #include <simnpo.hpp>
 
 #include "support/same_bits.hpp"
+#include "support/counting.hpp"
 #include "support/temp_dir.hpp"
 
 namespace sl = simnpo::loss;
@@ -30,17 +31,7 @@ simnpo::model::Config config() {
     return {.vocab_size = 16, .n_positions = 16, .n_embd = 32, .n_layer = 2, .n_head = 2};
 }
 
-// Prompt (topic, start); answer: the next numbers counting by `step`. Topic 1
-// counts up (the forget set), topic 2 down (the retain set). Numbers are 3..15.
-std::vector<Example> counting(std::int32_t topic, std::int32_t step) {
-    std::vector<Example> examples;
-    for (std::int32_t start = 3; start <= 15; ++start) {
-        Example example{{topic, start}, {}};
-        for (std::int32_t k = 1; k <= 3; ++k) example.answer_ids.push_back(start + k * step);
-        if (example.answer_ids.back() >= 3 && example.answer_ids.back() <= 15) examples.push_back(example);
-    }
-    return examples;
-}
+using simnpo::testing::counting;
 
 const std::vector<Example> forget_set = counting(1, 1);
 const std::vector<Example> retain_set = counting(2, -1);

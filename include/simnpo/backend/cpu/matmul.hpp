@@ -87,18 +87,11 @@ void parallel_column_blocks(std::int64_t n, Body&& body) {
 
 namespace detail {
 
-// One operand of a product in the precision it is multiplied in: fp32 values,
-// or (BF16 mode) their rounding.
-template <class S>
-struct Operand {
-    const S* values;
-    const bf16* rounded;
-};
-
-// An activation rounded to bfloat16 into the calling thread's scratch slot
+// An operand of a product is a Weight (core/bf16.hpp): fp32 values and, in
+// BF16 mode, their rounding. An activation is rounded to bfloat16 into the calling thread's scratch slot
 // `slot` when the product runs in BF16 (`bf16_mode`), else as it is.
 template <class S>
-Operand<S> activation(const S* values, std::int64_t n, bool bf16_mode, int slot) {
+Weight<S> activation(const S* values, std::int64_t n, bool bf16_mode, int slot) {
     if (!bf16_mode) return {values, nullptr};
     if constexpr (!std::is_same_v<S, float>) {
         fail("BF16 products take float activations");
@@ -111,21 +104,18 @@ Operand<S> activation(const S* values, std::int64_t n, bool bf16_mode, int slot)
     }
 }
 
-template <class S>
-Operand<S> weight_operand(const Weight<S>& w) {
-    return {w.values, w.rounded};
-}
-
 // gemm() on two operands of one precision.
 template <class S>
 void product(bool accumulate, bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K,
-             const Operand<S>& A, std::int64_t a_offset, std::int64_t lda, const Operand<S>& B, std::int64_t b_offset,
+             const Weight<S>& A, std::int64_t a_offset, std::int64_t lda, const Weight<S>& B, std::int64_t b_offset,
              std::int64_t ldb, S* C, std::int64_t ldc) {
     if ((A.rounded != nullptr) != (B.rounded != nullptr)) fail("product: operands of two precisions");
     if (A.rounded != nullptr) {
         if constexpr (std::is_same_v<S, float>)
             gemm(accumulate, transpose_a, transpose_b, M, N, K, A.rounded + a_offset, lda, B.rounded + b_offset, ldb,
                  C, ldc);
+        else
+            fail("BF16 products take float operands");
     } else {
         gemm(accumulate, transpose_a, transpose_b, M, N, K, A.values + a_offset, lda, B.values + b_offset, ldb, C,
              ldc);
@@ -173,7 +163,7 @@ void column_sums(S* dbias, const S* dout, std::int64_t N, std::int64_t OC, bool 
 template <class S>
 void matmul_forward(Tag, S* out, const S* inp, Weight<std::type_identity_t<S>> weight,
                     const std::type_identity_t<S>* bias, std::int64_t N, std::int64_t IC, std::int64_t OC) {
-    const auto w = detail::weight_operand(weight);
+    const Weight<S>& w = weight;
     const bool low = w.rounded != nullptr;
     const auto x = detail::activation(inp, N * IC, low, 0);
     detail::product_columns(low, OC, [&](std::int64_t begin, std::int64_t end) {
@@ -191,7 +181,7 @@ void matmul_backward(Tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, c
                      Weight<std::type_identity_t<S>> weight, std::int64_t N, std::int64_t IC, std::int64_t OC,
                      GradStore store) {
     const bool accumulate = store == GradStore::accumulate;
-    const auto w = detail::weight_operand(weight);
+    const Weight<S>& w = weight;
     const bool low = w.rounded != nullptr;
     const auto dy = detail::activation(dout, N * OC, low, 0), x = detail::activation(inp, N * IC, low, 1);
     detail::product_columns(low, IC, [&](std::int64_t begin, std::int64_t end) {
@@ -210,7 +200,7 @@ void matmul_backward(Tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, c
 template <class S>
 void linear_forward(Tag, S* out, const S* inp, Weight<std::type_identity_t<S>> weight,
                     const std::type_identity_t<S>* bias, std::int64_t N, std::int64_t IC, std::int64_t OC) {
-    const auto w = detail::weight_operand(weight);
+    const Weight<S>& w = weight;
     const bool low = w.rounded != nullptr;
     const auto x = detail::activation(inp, N * IC, low, 0);
     detail::product_columns(low, OC, [&](std::int64_t begin, std::int64_t end) {
@@ -226,7 +216,7 @@ void linear_backward(Tag, S* dinp, S* dweight, std::type_identity_t<S>* dbias, c
                      Weight<std::type_identity_t<S>> weight, std::int64_t N, std::int64_t IC, std::int64_t OC,
                      GradStore store) {
     const bool accumulate = store == GradStore::accumulate;
-    const auto w = detail::weight_operand(weight);
+    const Weight<S>& w = weight;
     const bool low = w.rounded != nullptr;
     const auto dy = detail::activation(dout, N * OC, low, 0), x = detail::activation(inp, N * IC, low, 1);
     detail::product_columns(low, IC, [&](std::int64_t begin, std::int64_t end) {
