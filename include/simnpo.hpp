@@ -22,7 +22,9 @@
 #include "simnpo/backend/cpu/rope.hpp"
 #include "simnpo/backend/cpu/elementwise.hpp"
 #include "simnpo/backend/cpu/attention.hpp"
+#include "simnpo/backend/cpu/blockwise_attention.hpp"
 #include "simnpo/backend/cpu/softmax.hpp"
+#include "simnpo/backend/cpu/fused_head.hpp"
 #include "simnpo/backend/cpu/optimizer.hpp"
 
 #include "simnpo/model/config.hpp"

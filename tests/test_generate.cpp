@@ -42,7 +42,7 @@ simnpo::model::Gpt<simnpo::cpu, Scalar> random_model(std::uint64_t seed) {
 template <class Scalar>
 std::vector<Scalar> forward_logits(simnpo::model::Gpt<simnpo::cpu, Scalar>& model, const Ids& sequence) {
     const simnpo::data::Example example{{sequence.front()}, Ids(sequence.begin() + 1, sequence.end())};
-    model.forward(simnpo::data::make_batch(std::span(&example, 1)));
+    model.forward(simnpo::data::make_batch(std::span(&example, 1)), simnpo::model::Logits::keep);
     return {model.logits().begin(), model.logits().end()};
 }
 

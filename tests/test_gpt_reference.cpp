@@ -50,7 +50,7 @@ void check_parity(double tolerance) {
     const auto examples = reference.examples();
     const auto batch = simnpo::data::make_batch(examples);
     BOOST_REQUIRE_EQUAL(batch.columns(), reference.json.at("T").get<std::int64_t>());
-    model.forward(batch);
+    model.forward(batch, simnpo::model::Logits::keep);
 
     const auto positions = reference.json.at("scored_positions").get<std::vector<std::int64_t>>();
     BOOST_TEST(std::vector<std::int64_t>(model.scored_positions().begin(), model.scored_positions().end()) == positions,

@@ -68,7 +68,7 @@ void check_against_reference(const std::string& variant, double tolerance) {
         auto model = simnpo::model::load<Llama<Scalar>>(fixtures + variant);
         const auto examples = simnpo::data::read_jsonl(fixtures + variant + "/data.jsonl", model.config());
         const auto want = expected(variant);
-        model.forward(simnpo::data::make_batch(examples));
+        model.forward(simnpo::data::make_batch(examples), simnpo::model::Logits::keep);
         const auto logprobs = model.logprobs();
         BOOST_TEST(relative_error<Scalar>(logprobs, want.tensor("logprobs")) < tolerance);
         std::vector<Scalar> logits(model.logits().begin(), model.logits().end());
@@ -185,7 +185,7 @@ BOOST_AUTO_TEST_CASE(kv_cache_decoding_gives_the_full_forward_logits) {
         // Every position scored: a one-token prompt and the rest as the answer.
         const std::vector<std::int32_t> tokens = {5, 17, 3, 90, 42, 8, 8, 61, 33, 12, 70};
         const simnpo::data::Example example{{tokens.front()}, {tokens.begin() + 1, tokens.end()}};
-        const auto scores = model.score(simnpo::data::make_batch(std::span(&example, 1)));
+        const auto scores = model.score(simnpo::data::make_batch(std::span(&example, 1)), simnpo::model::Logits::keep);
         const auto V = static_cast<std::size_t>(model.config().vocab_size);
         std::vector<double> full(scores.logits.begin(), scores.logits.end());
         simnpo::model::Decoder<Llama<double>> decoder(model);

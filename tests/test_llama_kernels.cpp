@@ -15,78 +15,13 @@
 
 #include <simnpo.hpp>
 
+#include "support/kernel_checks.hpp"
+
 namespace {
 
 namespace cpu = simnpo::backend::cpu;
-using Vec = std::vector<double>;
+using namespace simnpo::testing;
 const cpu::Tag tag;
-
-std::size_t size(std::int64_t n) { return static_cast<std::size_t>(n); }
-
-Vec draw(std::size_t n, std::uint64_t seed, double stddev = 1.0) {
-    simnpo::Rng rng(seed);
-    Vec v(n);
-    for (auto& x : v) x = rng.normal(0.0, stddev);
-    return v;
-}
-
-template <class S>
-std::vector<S> as(const Vec& v) {
-    return std::vector<S>(v.begin(), v.end());
-}
-
-template <class S>
-Vec as_double(const std::vector<S>& v) {
-    return Vec(v.begin(), v.end());
-}
-
-double dot(const Vec& a, const Vec& b) {
-    double sum = 0.0;
-    for (std::size_t i = 0; i < a.size(); ++i) sum += a[i] * b[i];
-    return sum;
-}
-
-// max |actual − expected| over max(1, max |expected|).
-double relative_error(const Vec& actual, const Vec& expected) {
-    BOOST_REQUIRE_EQUAL(actual.size(), expected.size());
-    double difference = 0.0, scale = 1.0;
-    for (std::size_t i = 0; i < actual.size(); ++i) {
-        difference = std::max(difference, std::abs(actual[i] - expected[i]));
-        scale = std::max(scale, std::abs(expected[i]));
-    }
-    return difference / scale;
-}
-
-// Central differences of f at x against the analytic gradient, element by element.
-void check_gradient(const std::function<double(const Vec&)>& f, Vec x, const Vec& analytic, const std::string& what) {
-    BOOST_REQUIRE_EQUAL(x.size(), analytic.size());
-    const double step = 1e-5;
-    double worst = 0.0;
-    for (std::size_t i = 0; i < x.size(); ++i) {
-        const double saved = x[i];
-        x[i] = saved + step;
-        const double plus = f(x);
-        x[i] = saved - step;
-        const double minus = f(x);
-        x[i] = saved;
-        const double numeric = (plus - minus) / (2 * step);
-        worst = std::max(worst, std::abs(numeric - analytic[i]) / (1e-3 + std::abs(numeric)));
-    }
-    BOOST_TEST(worst < 1e-6, what << ": worst relative difference from central differences " << worst);
-}
-
-// run() with 1, 2 and 3 threads gives the same bits; the thread count is restored.
-template <class Run>
-void check_thread_independent(Run run, const std::string& what) {
-    const int threads = simnpo::thread_count();
-    simnpo::set_threads(1);
-    const auto one = run();
-    for (const int count : {2, 3}) {
-        simnpo::set_threads(count);
-        BOOST_TEST((run() == one), what << ": " << count << " threads differ from one");
-    }
-    simnpo::set_threads(threads);
-}
 
 // ---- plain double loops from the formulas ----
 

@@ -137,7 +137,7 @@ BOOST_AUTO_TEST_CASE(token_statistics_from_a_model) {
     for (std::size_t i = 0; i < examples.size(); ++i) {
         BOOST_TEST_REQUIRE(one_by_one[i].logprob.size() == examples[i].answer_ids.size());
         BOOST_TEST_REQUIRE(together[i].logprob.size() == examples[i].answer_ids.size());
-        model.forward(simnpo::data::make_batch(std::span(examples).subspan(i, 1)));
+        model.forward(simnpo::data::make_batch(std::span(examples).subspan(i, 1)), simnpo::model::Logits::keep);
         const auto logprobs = model.logprobs();
         const auto& logits = model.logits();
         for (std::size_t t = 0; t < logprobs.size(); ++t) {

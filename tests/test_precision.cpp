@@ -313,7 +313,7 @@ template <class Model>
 void check_bf16_logprobs(Model& model, std::int64_t layers, const std::vector<Example>& examples, const char* what) {
     const auto batch = simnpo::data::make_batch(examples);
     model.set_precision(Precision::fp32);
-    model.forward(batch);
+    model.forward(batch, simnpo::model::Logits::keep);
     const auto fp32 = model.logprobs();
     const std::vector<float> logits(model.logits().begin(), model.logits().end());
     model.set_precision(Precision::bf16);

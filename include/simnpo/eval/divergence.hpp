@@ -7,6 +7,7 @@
 
 #include "simnpo/core/error.hpp"
 #include "simnpo/data/example.hpp"
+#include "simnpo/model/causal_lm.hpp"
 #include "simnpo/loss/reference.hpp"
 #include "simnpo/loss/retain.hpp"
 
@@ -33,7 +34,7 @@ double mean_token_kl(loss::FrozenReference<Model>& reference, const Model& model
     const auto step = static_cast<std::size_t>(batch_size);
     for (std::size_t begin = 0; begin < examples.size(); begin += step) {
         const auto chunk = examples.subspan(begin, std::min(step, examples.size() - begin));
-        const auto scores = model.score(data::make_batch(chunk));
+        const auto scores = model.score(data::make_batch(chunk), model::Logits::keep);
         const auto scored = static_cast<std::int64_t>(scores.logprobs.size());
         const std::span<Scalar> ref = reference.distributions(chunk);
         typename Model::template Buffer<double> per_position(static_cast<std::size_t>(scored));

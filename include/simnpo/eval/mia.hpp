@@ -97,7 +97,7 @@ std::vector<TokenStatistics> token_statistics(const Model& model, std::span<cons
     for (std::size_t first = 0; first < examples.size(); first += batch_size) {
         const auto chunk = examples.subspan(first, std::min(batch_size, examples.size() - first));
         const data::Batch batch = data::make_batch(chunk);
-        const auto scores = model.score(batch);  // checks every target against the vocabulary
+        const auto scores = model.score(batch, model::Logits::keep);  // checks every target against the vocabulary
         logits.resize(scores.logprobs.size() * V);
         copy_to_host(model.backend(), std::span<Scalar>(logits), scores.logits.data());
         const std::span<const std::int64_t> positions = scores.positions;

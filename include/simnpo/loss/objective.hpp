@@ -13,6 +13,7 @@
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/grad_store.hpp"
 #include "simnpo/data/example.hpp"
+#include "simnpo/model/causal_lm.hpp"
 #include "simnpo/loss/concepts.hpp"
 #include "simnpo/loss/forget.hpp"
 #include "simnpo/loss/reference.hpp"
@@ -145,7 +146,8 @@ private:
             token_weights(model, forget_term(report, forget, model.sequence_logprobs(), reference), forget_weight);
         model.backward(std::span(forget_weights), store);
         if constexpr (has_retain) {
-            model.forward(data::make_batch(retain));
+            model.forward(data::make_batch(retain),
+                          DistributionLoss<Retain> ? model::Logits::keep : model::Logits::drop);
             if constexpr (DistributionLoss<Retain>) {
                 distribution_term(report, model, retain, reference, retain_weight);
             } else {

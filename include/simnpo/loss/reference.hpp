@@ -9,6 +9,7 @@
 
 #include "simnpo/core/error.hpp"
 #include "simnpo/data/example.hpp"
+#include "simnpo/model/causal_lm.hpp"
 
 namespace simnpo::loss {
 
@@ -74,7 +75,7 @@ public:
         const auto missing = uncached(examples, distribution_cache_);
         std::unordered_map<data::Example, Buffer<Scalar>, data::ExampleHash> recomputed;
         for (const auto& example : missing) {
-            const auto scores = score_alone(example);
+            const auto scores = score_alone(example, model::Logits::keep);
             const auto size = static_cast<std::size_t>(example.answer_ids.size()) * static_cast<std::size_t>(V);
             Buffer<Scalar> block(size);
             log_softmax(model_.backend(), block.data(), scores.logits.data(),
@@ -111,9 +112,9 @@ private:
         return missing;
     }
 
-    auto score_alone(const data::Example& example) {
+    auto score_alone(const data::Example& example, model::Logits logits = model::Logits::drop) {
         ++forward_passes_;
-        return model_.score(data::make_batch(std::span<const data::Example>(&example, 1)));
+        return model_.score(data::make_batch(std::span<const data::Example>(&example, 1)), logits);
     }
 
     Model model_;

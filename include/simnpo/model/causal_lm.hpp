@@ -46,7 +46,9 @@ namespace simnpo::model {
 // optimizers, loops, checkpoints, evaluation, generation, the command) sees
 // only CausalLM and the CausalModel concept below, never a family's blocks.
 // A trunk's per-layer activation: layer l's slice of a [layers, per_layer]
-// buffer. A scoring pass keeps one slice for every layer (stride 0).
+// buffer. A scoring pass keeps one slice for every layer (stride 0). Slices
+// start on 64-byte lines, so that a kernel whose vectorised loops peel a
+// misaligned start sees every layer as a scoring pass sees it: the same bits.
 template <class Backend, class Scalar>
 struct LayerActivation {
     typename Backend::template Buffer<Scalar> data;
@@ -55,8 +57,11 @@ struct LayerActivation {
     Scalar* at(std::int64_t l) { return data.data() + l * stride; }
     // Sizes it for `layers` slices when `keep`, else for one shared by all.
     void reserve(bool keep, std::int64_t layers, std::int64_t per_layer) {
-        stride = keep ? per_layer : 0;
-        data.resize(static_cast<std::size_t>((keep ? layers : 1) * per_layer));
+        constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(Scalar));
+        const std::int64_t padded = (per_layer + line - 1) / line * line;
+        stride = keep ? padded : 0;
+        const std::int64_t slices = keep ? std::max<std::int64_t>(layers, 1) : 1;
+        data.resize(static_cast<std::size_t>((slices - 1) * padded + per_layer));
     }
 };
 
@@ -74,6 +79,15 @@ struct Parameters {
     }
 };
 
+// Whether a forward pass keeps the logits [scored, V] (CausalLM::logits(),
+// backward_logits(), Scores::logits): losses and statistics on whole
+// next-token distributions (KL, membership inference, divergences) need them;
+// log-probabilities do not. Without them the CPU runs the LM head fused with
+// its log-softmax and their backward over chunks of the vocabulary
+// (backend/cpu/fused_head.hpp), so the logits are never held whole; other
+// backends compute them and do not hand them out.
+enum class Logits { drop, keep };
+
 template <class Family, class Backend, class Scalar>
 class CausalLM {
 public:
@@ -86,8 +100,8 @@ public:
     using Buffer = typename Backend::template Buffer<T>;
     using Trunk = typename Family::template Trunk<Backend, Scalar>;
 
-    // What a scoring pass returns: each scored position's log-probability and
-    // the logits [scored, V] there (in backend memory).
+    // What a scoring pass returns: each scored position's log-probability and,
+    // for Logits::keep, the logits [scored, V] there (in backend memory).
     struct Scores {
         std::vector<std::int64_t> positions;  // flat indices b·T + t, in row order
         std::int64_t rows = 0, columns = 0;   // the batch's [B, T]
@@ -152,13 +166,13 @@ public:
 
     // The forward pass of training: the log-probability of every scored target
     // token, keeping every layer's activations for backward().
-    void forward(const data::Batch& batch) { run(tape_, batch, true); }
+    void forward(const data::Batch& batch, Logits logits = Logits::drop) { run(tape_, batch, true, logits); }
 
     // The forward pass of evaluation: the same log-probabilities, on a const
     // model, keeping no per-layer activations (one layer's buffers serve all).
-    Scores score(const data::Batch& batch) const {
+    Scores score(const data::Batch& batch, Logits logits = Logits::drop) const {
         Pass pass;
-        run(pass, batch, false);
+        run(pass, batch, false, logits);
         Scores scores{std::move(pass.host_rows), pass.B, pass.T, host_logprobs(pass), std::move(pass.logits)};
         return scores;
     }
@@ -191,8 +205,11 @@ public:
         return sums;
     }
 
-    // Logits [scored_count(), V] of the last forward() (the scored positions only).
-    const Buffer<Scalar>& logits() const { return tape_.logits; }
+    // Logits [scored_count(), V] of the last forward(batch, Logits::keep) (the scored positions only).
+    const Buffer<Scalar>& logits() const {
+        if (!tape_.logits_kept) fail("logits: the last forward pass did not keep them (forward(batch, Logits::keep))");
+        return tape_.logits;
+    }
 
     // Stores into grads() the gradient of Σ_n token_weights[n] · logprob[n] over
     // the scored positions of the last forward(): added to what grads() holds,
@@ -202,8 +219,14 @@ public:
         if (static_cast<std::int64_t>(token_weights.size()) != tape_.scored)
             fail("backward: ", token_weights.size(), " token weights for ", tape_.scored, " scored positions");
         tape_.weights.resize(token_weights.size());
-        tape_.dlogits.resize(tape_.logits.size());
         copy_to_device(backend_, tape_.weights.data(), token_weights);
+        if constexpr (fuses_head) {
+            if (tape_.head_chunk > 0) {
+                fused_head_backward(store);
+                return;
+            }
+        }
+        tape_.dlogits.resize(tape_.logits.size());
         logprob_backward(backend_, tape_.dlogits.data(), tape_.logits.data(), tape_.logsumexp.data(),
                          tape_.targets.data(), tape_.weights.data(), tape_.scored, config_.vocab_size);
         backward_from_logit_grad(tape_.dlogits.data(), store);
@@ -211,9 +234,10 @@ public:
 
     // The same for a loss over whole next-token distributions (KL): dlogits
     // [scored_count(), V], in backend memory, is the loss's gradient with
-    // respect to logits() of the last forward().
+    // respect to logits() of the last forward(batch, Logits::keep).
     void backward_logits(std::span<const Scalar> dlogits, GradStore store = GradStore::accumulate) {
         if (tape_.B == 0) fail("backward_logits: no forward pass to differentiate");
+        if (!tape_.logits_kept) fail("backward_logits: the last forward pass did not keep the logits (Logits::keep)");
         if (static_cast<std::int64_t>(dlogits.size()) != tape_.scored * config_.vocab_size)
             fail("backward_logits: ", dlogits.size(), " logit gradients for ", tape_.scored, " scored positions of ",
                  config_.vocab_size, " tokens");
@@ -221,6 +245,8 @@ public:
     }
 
 private:
+    static constexpr bool fuses_head = std::is_same_v<Backend, simnpo::cpu>;
+
     // Everything one forward pass leaves behind: the trunk's activations and
     // the head's inputs and outputs at the scored rows.
     struct Pass {
@@ -230,15 +256,24 @@ private:
         std::vector<std::int64_t> host_rows;
         Buffer<Scalar> head_in, logits, logprobs, logsumexp;
         Buffer<Scalar> weights, dlogits, dhead_in, dhidden;  // the backward's
+        // The fused head's (Logits::drop on the CPU): its chunk of vocabulary
+        // columns (0 when the head did not run fused), and the workspace that
+        // holds a chunk of logits; the forward's last chunk is still there until a backward.
+        Buffer<Scalar> head_workspace;
+        std::int64_t head_chunk = 0;
+        bool head_chunk_kept = false, logits_kept = false;
         std::int64_t B = 0, T = 0, scored = 0;
     };
 
-    void run(Pass& pass, const data::Batch& batch, bool keep) const {
+    void run(Pass& pass, const data::Batch& batch, bool keep, Logits logits) const {
         const std::int64_t B = batch.rows(), T = batch.columns();
         const std::int64_t C = config_.width(), V = config_.vocab_size;
         check_batch(batch);
         Backend backend = backend_;
         pass.B = pass.T = 0;  // set again when the pass completes
+        pass.head_chunk = 0;
+        pass.head_chunk_kept = pass.logits_kept = false;
+        const bool fused = fuses_head && logits == Logits::drop;
         pass.trunk.reserve(config_, B, T, keep);
         pass.tokens.resize(static_cast<std::size_t>(B * T));
         pass.lengths.resize(static_cast<std::size_t>(B));
@@ -256,7 +291,10 @@ private:
         pass.rows.resize(rows.size());
         pass.targets.resize(rows.size());
         pass.head_in.resize(static_cast<std::size_t>(N * C));
-        pass.logits.resize(static_cast<std::size_t>(N * V));
+        if (fused)
+            pass.logits = {};
+        else
+            pass.logits.resize(static_cast<std::size_t>(N * V));
         pass.logprobs.resize(rows.size());
         pass.logsumexp.resize(rows.size());
         copy_to_device(backend, pass.rows.data(), std::span<const std::int64_t>(rows));
@@ -267,9 +305,23 @@ private:
             pass.trunk.forward(backend, config_, layout_, p, pass.tokens.data(), pass.lengths.data(), B, T);
         // The LM head runs on scored positions only: the loss reads nothing else.
         gather_rows(backend, pass.head_in.data(), hidden, pass.rows.data(), N, C);
-        lm_head_forward(backend, pass.logits.data(), pass.head_in.data(), p.weight(layout_.head()), N, C, V);
-        logsoftmax_gather(backend, pass.logprobs.data(), pass.logsumexp.data(), pass.logits.data(),
-                          pass.targets.data(), N, V);
+        if constexpr (fuses_head) {
+            if (fused && N > 0) {
+                const std::int64_t chunk = backend::cpu::head_chunk_columns(N, V, backend::cpu::head_workspace_budget,
+                                                                            sizeof(Scalar));
+                pass.head_workspace.resize(backend::cpu::head_workspace_size<Scalar>(N, chunk));
+                fused_head_logprobs(backend, pass.logprobs.data(), pass.logsumexp.data(), pass.head_workspace.data(),
+                                    pass.head_in.data(), p.weight(layout_.head()), pass.targets.data(), N, C, V, chunk);
+                pass.head_chunk = chunk;
+                pass.head_chunk_kept = true;
+            }
+        }
+        if (!fused) {
+            lm_head_forward(backend, pass.logits.data(), pass.head_in.data(), p.weight(layout_.head()), N, C, V);
+            logsoftmax_gather(backend, pass.logprobs.data(), pass.logsumexp.data(), pass.logits.data(),
+                              pass.targets.data(), N, V);
+        }
+        pass.logits_kept = !fused;
         pass.host_rows = std::move(rows);
         pass.scored = N;
         pass.B = B;
@@ -285,14 +337,37 @@ private:
     // Backpropagates dlogits [scored, V] through the head and the trunk.
     void backward_from_logit_grad(const Scalar* dlogits, GradStore store) {
         Pass& pass = tape_;
-        const std::int64_t C = config_.width(), V = config_.vocab_size, BT = pass.B * pass.T;
+        const std::int64_t C = config_.width(), V = config_.vocab_size;
+        pass.dhead_in.resize(static_cast<std::size_t>(pass.scored * C));
+        lm_head_backward(backend_, pass.dhead_in.data(), grads_.data() + layout_.head(), dlogits, pass.head_in.data(),
+                         parameters().weight(layout_.head()), pass.scored, C, V, store);
+        backward_trunk(store);
+    }
+
+    // The same from the token weights of backward(), through the fused head.
+    void fused_head_backward(GradStore store) {
+        Pass& pass = tape_;
+        const std::int64_t C = config_.width(), V = config_.vocab_size;
+        pass.dhead_in.resize(static_cast<std::size_t>(pass.scored * C));
+        // The backward overwrites the forward's last chunk with its gradient.
+        const auto forward_chunk =
+            pass.head_chunk_kept ? backend::cpu::ForwardChunk::kept : backend::cpu::ForwardChunk::recompute;
+        pass.head_chunk_kept = false;
+        fused_head_logprob_backward(backend_, pass.dhead_in.data(), grads_.data() + layout_.head(),
+                                    pass.head_workspace.data(), pass.head_in.data(), parameters().weight(layout_.head()),
+                                    pass.logsumexp.data(), pass.targets.data(), pass.weights.data(), pass.scored, C, V,
+                                    pass.head_chunk, store, forward_chunk);
+        backward_trunk(store);
+    }
+
+    // From dhead_in, the gradient of the head's inputs: the trunk's backward.
+    void backward_trunk(GradStore store) {
+        Pass& pass = tape_;
+        const std::int64_t C = config_.width(), BT = pass.B * pass.T;
         const Parameters<Scalar> p = parameters();
         Scalar* g = grads_.data();
-        pass.dhead_in.resize(static_cast<std::size_t>(pass.scored * C));
         pass.dhidden.resize(static_cast<std::size_t>(BT * C));
         fill_zero(backend_, pass.dhidden.data(), pass.dhidden.size());
-        lm_head_backward(backend_, pass.dhead_in.data(), g + layout_.head(), dlogits, pass.head_in.data(),
-                         p.weight(layout_.head()), pass.scored, C, V, store);
         scatter_add_rows(backend_, pass.dhidden.data(), pass.dhead_in.data(), pass.rows.data(), pass.scored, C);
         pass.trunk.backward(backend_, config_, layout_, p, g, pass.dhidden.data(), pass.tokens.data(),
                             pass.lengths.data(), pass.B, pass.T, store);

@@ -39,7 +39,7 @@ struct Gpt2Trunk {
         ln1_mean_.reserve(keep, L, BT);
         ln1_rstd_.reserve(keep, L, BT);
         qkv_.reserve(keep, L, BT * 3 * C);
-        att_.reserve(keep, L, B * H * T * T);
+        attention_cache_.reserve(keep, L, causal_attention_cache_size(Backend{}, B, H, T));
         atty_.reserve(keep, L, BT * C);
         residual2_.reserve(keep, L, BT * C);
         ln2_.reserve(keep, L, BT * C);
@@ -74,7 +74,8 @@ struct Gpt2Trunk {
             layernorm_forward(backend, ln1, ln1_mean_.at(k), ln1_rstd_.at(k), x, p + w.ln_1_weight, p + w.ln_1_bias,
                               BT, C, eps);
             matmul_forward(backend, qkv, ln1, p.weight(w.attn_weight), p + w.attn_bias, BT, C, 3 * C);
-            attention_forward(backend, atty, att_.at(k), qkv, lengths, B, T, C, H);
+            causal_attention_forward(backend, atty, attention_cache_.at(k), qkv, lengths, B, T, H, H, C / H,
+                                     std::int64_t{0});
             matmul_forward(backend, x2, atty, p.weight(w.attn_proj_weight), p + w.attn_proj_bias, BT, C, C);
             residual_add(backend, x2, x, BT * C);
             layernorm_forward(backend, ln2, ln2_mean_.at(k), ln2_rstd_.at(k), x2, p + w.ln_2_weight, p + w.ln_2_bias,
@@ -123,7 +124,8 @@ struct Gpt2Trunk {
             fill_zero(backend, dqkv_.data(), dqkv_.size());
             matmul_backward(backend, datty_.data(), g + w.attn_proj_weight, g + w.attn_proj_bias, dx, atty_.at(l),
                             p.weight(w.attn_proj_weight), BT, C, C, store);
-            attention_backward(backend, dqkv_.data(), datty_.data(), qkv_.at(l), att_.at(l), lengths, B, T, C, H);
+            causal_attention_backward(backend, dqkv_.data(), datty_.data(), qkv_.at(l), atty_.at(l),
+                                      attention_cache_.at(l), lengths, B, T, H, H, C / H, std::int64_t{0});
             matmul_backward(backend, dln_.data(), g + w.attn_weight, g + w.attn_bias, dqkv_.data(), ln1_.at(l),
                             p.weight(w.attn_weight), BT, C, 3 * C, store);
             layernorm_backward(backend, dx, g + w.ln_1_weight, g + w.ln_1_bias, dln_.data(), residual_.at(l),
@@ -135,8 +137,8 @@ struct Gpt2Trunk {
 private:
     bool keep_ = false;
     const Scalar* final_input_ = nullptr;  // the residual stream entering ln_f
-    Activation residual_, ln1_, ln1_mean_, ln1_rstd_, qkv_, att_, atty_, residual2_, ln2_, ln2_mean_, ln2_rstd_,
-        fch_, fch_gelu_;
+    Activation residual_, ln1_, ln1_mean_, ln1_rstd_, qkv_, attention_cache_, atty_, residual2_, ln2_, ln2_mean_,
+        ln2_rstd_, fch_, fch_gelu_;
     Buffer<Scalar> lnf_, lnf_mean_, lnf_rstd_;
     Buffer<Scalar> dresidual_, dln_, datty_, dqkv_, dfch_, dfch_gelu_;  // reused layer after layer
 };

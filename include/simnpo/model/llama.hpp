@@ -114,7 +114,7 @@ struct LlamaTrunk {
         norm1_.reserve(keep, L, BT * C);
         rstd1_.reserve(keep, L, BT);
         qkv_.reserve(keep, L, BT * c.qkv_width());
-        att_.reserve(keep, L, B * H * T * T);
+        attention_cache_.reserve(keep, L, causal_attention_cache_size(Backend{}, B, H, T));
         atty_.reserve(keep, L, BT * QD);
         residual2_.reserve(keep, L, BT * C);
         norm2_.reserve(keep, L, BT * C);
@@ -153,8 +153,8 @@ struct LlamaTrunk {
             rmsnorm_forward(backend, norm1_.at(k), rstd1_.at(k), x, p + w.input_norm, BT, C, eps);
             linear_forward(backend, qkv, norm1_.at(k), p.weight(w.qkv_weight), bias(w.qkv_bias), BT, C, QKV);
             rope_forward(backend, qkv, cos_.data(), sin_.data(), B, T, H + KV, D, QKV);
-            attention_forward(backend, atty_.at(k), att_.at(k), qkv, lengths, B, T, H, KV, D,
-                              c.sliding_window[static_cast<std::size_t>(l)]);
+            causal_attention_forward(backend, atty_.at(k), attention_cache_.at(k), qkv, lengths, B, T, H, KV, D,
+                                     c.sliding_window[static_cast<std::size_t>(l)]);
             linear_forward(backend, x2, atty_.at(k), p.weight(w.o_weight), bias(w.o_bias), BT, H * D, C);
             residual_add(backend, x2, x, BT * C);
             rmsnorm_forward(backend, norm2_.at(k), rstd2_.at(k), x2, p + w.post_norm, BT, C, eps);
@@ -204,8 +204,9 @@ struct LlamaTrunk {
             linear_backward(backend, datty_.data(), g + w.o_weight, grad_bias(w.o_bias), dx, atty_.at(l),
                             p.weight(w.o_weight), BT, H * D, C, store);
             fill_zero(backend, dqkv_.data(), dqkv_.size());
-            attention_backward(backend, dqkv_.data(), datty_.data(), qkv_.at(l), att_.at(l), lengths, B, T, H, KV, D,
-                               c.sliding_window[static_cast<std::size_t>(l)]);
+            causal_attention_backward(backend, dqkv_.data(), datty_.data(), qkv_.at(l), atty_.at(l),
+                                      attention_cache_.at(l), lengths, B, T, H, KV, D,
+                                      c.sliding_window[static_cast<std::size_t>(l)]);
             rope_backward(backend, dqkv_.data(), cos_.data(), sin_.data(), B, T, H + KV, D, QKV);
             linear_backward(backend, dnorm_.data(), g + w.qkv_weight, grad_bias(w.qkv_bias), dqkv_.data(),
                             norm1_.at(l), p.weight(w.qkv_weight), BT, C, QKV, store);
@@ -220,7 +221,7 @@ private:
     bool keep_ = false;
     std::int64_t rope_T_ = -1;
     const Scalar* final_input_ = nullptr;  // the residual stream entering model.norm
-    Activation residual_, norm1_, rstd1_, qkv_, att_, atty_, residual2_, norm2_, rstd2_, gate_up_, mlp_;
+    Activation residual_, norm1_, rstd1_, qkv_, attention_cache_, atty_, residual2_, norm2_, rstd2_, gate_up_, mlp_;
     Buffer<Scalar> hidden_, rstd_final_, cos_, sin_;
     Buffer<Scalar> dresidual_, dnorm_, datty_, dqkv_, dgate_up_, dmlp_;  // reused layer after layer
 };

@@ -253,6 +253,26 @@ void attention_backward(Tag tag, S* dqkv, const S* dout, const S* qkv, const S* 
     attention_backward(tag, dqkv, dout, qkv, att, lengths, B, T, H, H, C / H, std::int64_t{0});
 }
 
+// The trunks' attention (the CPU backend's causal_attention_forward, in
+// blockwise_attention.hpp): here the materialising kernels, whose cache is att
+// [B, H, T, T]; the backward does not need the forward's out.
+inline std::int64_t causal_attention_cache_size(Tag, std::int64_t B, std::int64_t H, std::int64_t T) {
+    return B * H * T * T;
+}
+
+template <class S>
+void causal_attention_forward(Tag tag, S* out, S* cache, const S* qkv, const std::int64_t* lengths, std::int64_t B,
+                              std::int64_t T, std::int64_t H, std::int64_t KV, std::int64_t D, std::int64_t window) {
+    attention_forward(tag, out, cache, qkv, lengths, B, T, H, KV, D, window);
+}
+
+template <class S>
+void causal_attention_backward(Tag tag, S* dqkv, const S* dout, const S* qkv, const S*, const S* cache,
+                               const std::int64_t* lengths, std::int64_t B, std::int64_t T, std::int64_t H,
+                               std::int64_t KV, std::int64_t D, std::int64_t window) {
+    attention_backward(tag, dqkv, dout, qkv, cache, lengths, B, T, H, KV, D, window);
+}
+
 // One query against a cache, a block per query head: scores [H, visible] in
 // scratch, softmax by block reductions, then out [h, d] = Σ_j p_j · v[j, d] in key order.
 template <class S>
