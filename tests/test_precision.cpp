@@ -380,8 +380,13 @@ BOOST_AUTO_TEST_CASE(a_bf16_fine_tune_follows_the_fp32_loss_curve) {
     // 200 AdamW steps from the same initialisation and data order. The curves
     // start within the log-probability bound above; each step's update then
     // differs by the gradient's relative BF16 error (about 2u per product),
-    // and the two runs drift apart as training does from any perturbation.
-    // The band: the mean loss of every 10 steps within 15% of fp32's + 0.02.
+    // and the two runs drift apart as training does from any perturbation:
+    // after about 60 steps one run has a loss spike the other has not, and
+    // where it falls depends on the compiler's flags (the Release and the
+    // sanitizer builds' fp32 runs differ too). So the bands: the mean loss of
+    // every 10 of the first 60 steps within 2% of fp32's (seen: 0.6%), the
+    // mean over all 200 steps within 5% (seen: 0.5%), the last 10 steps'
+    // mean within 25% + 0.005 (seen: 7%).
     std::vector<Example> both = counting(1, 1);
     const auto down = counting(2, -1);
     both.insert(both.end(), down.begin(), down.end());
@@ -403,20 +408,20 @@ BOOST_AUTO_TEST_CASE(a_bf16_fine_tune_follows_the_fp32_loss_curve) {
     const auto fp32 = run(Precision::fp32), bf16 = run(Precision::bf16);
     BOOST_TEST_REQUIRE(fp32.size() == 200u);
     BOOST_TEST_REQUIRE(bf16.size() == 200u);
-    // Means over windows of 10 steps: one step's loss is one batch's, and the
-    // two runs' batches agree less as their weights drift apart.
-    double worst = 0.0;
-    for (std::size_t begin = 0; begin < fp32.size(); begin += 10) {
-        double a = 0.0, b = 0.0;
-        for (std::size_t i = begin; i < begin + 10; ++i) {
-            a += fp32[i] / 10;
-            b += bf16[i] / 10;
-        }
-        const double band = 0.15 * a + 0.02;
-        worst = std::max(worst, std::abs(b - a) / band);
-        BOOST_TEST(std::abs(b - a) <= band, "steps " << begin + 1 << "-" << begin + 10 << ": bf16 " << b << ", fp32 " << a);
+    const auto mean = [](const std::vector<double>& losses, std::size_t begin, std::size_t end) {
+        double sum = 0.0;
+        for (std::size_t i = begin; i < end; ++i) sum += losses[i];
+        return sum / static_cast<double>(end - begin);
+    };
+    for (std::size_t begin = 0; begin < 60; begin += 10) {
+        const double a = mean(fp32, begin, begin + 10), b = mean(bf16, begin, begin + 10);
+        BOOST_TEST(std::abs(b - a) <= 0.02 * a, "steps " << begin + 1 << "-" << begin + 10 << ": bf16 " << b << ", fp32 " << a);
     }
-    BOOST_TEST_MESSAGE("largest window difference: " << worst << " of the band");
+    const double all_fp32 = mean(fp32, 0, 200), all_bf16 = mean(bf16, 0, 200);
+    BOOST_TEST(std::abs(all_bf16 - all_fp32) <= 0.05 * all_fp32, "200 steps: bf16 " << all_bf16 << ", fp32 " << all_fp32);
+    const double last_fp32 = mean(fp32, 190, 200), last_bf16 = mean(bf16, 190, 200);
+    BOOST_TEST(std::abs(last_bf16 - last_fp32) <= 0.25 * last_fp32 + 0.005,
+               "steps 191-200: bf16 " << last_bf16 << ", fp32 " << last_fp32);
     BOOST_TEST(fp32.back() < 0.3 * fp32.front());  // it learned
     BOOST_TEST(bf16.back() < 0.3 * bf16.front());
 }
