@@ -394,6 +394,7 @@ BOOST_AUTO_TEST_CASE(a_bf16_fine_tune_follows_the_fp32_loss_curve) {
         std::vector<double> values;
         void on_step(const st::StepInfo& info) { values.push_back(info.loss); }
     };
+    const int threads = simnpo::thread_count();
     const auto run = [&](Precision precision) {
         simnpo::set_threads(1);
         Gpt model(gpt_config());
@@ -402,7 +403,7 @@ BOOST_AUTO_TEST_CASE(a_bf16_fine_tune_follows_the_fp32_loss_curve) {
         Losses losses;
         st::train(model, simnpo::optim::AdamW({.lr = 3e-3, .weight_decay = 0.0}), both,
                   {.steps = 200, .batch_size = 8}, losses);
-        simnpo::set_threads(2);
+        simnpo::set_threads(threads);
         return losses.values;
     };
     const auto fp32 = run(Precision::fp32), bf16 = run(Precision::bf16);
@@ -430,6 +431,7 @@ BOOST_AUTO_TEST_CASE(bf16_unlearning_forgets_the_forget_set_and_keeps_the_retain
     const auto forget = counting(1, 1), retain = counting(2, -1);
     std::vector<Example> both = forget;
     both.insert(both.end(), retain.begin(), retain.end());
+    const int threads = simnpo::thread_count();
     simnpo::set_threads(1);
     Gpt model(gpt_config());
     simnpo::model::init_weights(model, 5);
@@ -453,5 +455,5 @@ BOOST_AUTO_TEST_CASE(bf16_unlearning_forgets_the_forget_set_and_keeps_the_retain
                                        << " -> " << retain_after);
     BOOST_TEST(forget_after < forget_before - 2.0);
     BOOST_TEST(retain_after > retain_before - 0.2);
-    simnpo::set_threads(2);
+    simnpo::set_threads(threads);
 }
