@@ -5,7 +5,6 @@
 // differences; padding left alone; and the same bits for any thread count.
 // The shapes span several blocks, end inside one, and mix grouped queries,
 // sliding windows and ragged rows (length 1 to T).
-#define BOOST_TEST_MODULE blockwise_attention
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -19,6 +18,8 @@
 #include <simnpo.hpp>
 
 #include "support/kernel_checks.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_blockwise_attention)
 
 namespace {
 
@@ -273,3 +274,5 @@ BOOST_AUTO_TEST_CASE(results_are_the_same_bits_for_any_thread_count) {
         }
     }
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_blockwise_attention

@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE bpe_train
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -20,6 +19,8 @@
 
 #include "support/error_message.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_bpe_train)
 
 namespace {
 
@@ -449,3 +450,5 @@ BOOST_AUTO_TEST_CASE(bad_options_and_empty_corpora_are_one_line_errors) {
     BOOST_TEST(tokenizer.vocab_size() == 257u);
     BOOST_TEST(tokenizer.eos_id().value() == 256);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_bpe_train

@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE chat_template
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -12,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "support/error_message.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_chat_template)
 
 namespace {
 
@@ -205,3 +206,5 @@ BOOST_AUTO_TEST_CASE(a_template_is_reusable_and_copyable) {
     BOOST_TEST(t.render(one, {}) == "user:x;");
     BOOST_TEST(copy.source() == t.source());
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_chat_template

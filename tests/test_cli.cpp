@@ -1,6 +1,5 @@
 // The simnpo command: init and logprobs end to end, PyTorch agreement on
 // Hugging Face-layout checkpoints, and a one-line error for every bad input.
-#define BOOST_TEST_MODULE cli
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -15,6 +14,8 @@
 
 #include "support/run_program.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_cli)
 
 namespace {
 
@@ -726,3 +727,5 @@ BOOST_AUTO_TEST_CASE(init_refuses_a_model_larger_than_memory) {
     check_error(run("init --config " + config + " --out " + scratch.file("m"), scratch),
                 config + ": a model of 13194153236103168 parameters needs 211106451777650688 bytes", scratch.file("m"));
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_cli

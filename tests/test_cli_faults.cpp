@@ -2,7 +2,6 @@
 // outputs checked before any work, one run per output directory, SIGINT and
 // SIGTERM mid-run, SIGKILL at random points, resumes with changed settings,
 // another run's checkpoints, an update that overflows.
-#define BOOST_TEST_MODULE cli_faults
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
@@ -20,7 +19,9 @@
 #include "support/run_program.hpp"
 #include "support/temp_dir.hpp"
 
-extern char** environ;
+extern char** environ;  // at global scope: POSIX's, not the suite's
+
+BOOST_AUTO_TEST_SUITE(test_cli_faults)
 
 namespace {
 
@@ -258,3 +259,5 @@ BOOST_AUTO_TEST_CASE(concurrent_inits_into_one_directory_leave_a_whole_model) {
         BOOST_TEST(temporaries(s.scratch.path).empty());
     }
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_cli_faults

@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE data
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -13,6 +12,8 @@
 #include <unistd.h>
 
 #include "support/error_message.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_data)
 
 namespace {
 
@@ -413,3 +414,5 @@ BOOST_AUTO_TEST_CASE(a_key_given_twice_is_an_error_naming_it) {
     // The same key in two objects, or nested, is not a duplicate.
     BOOST_TEST(parse(R"({"prompt_ids": [1], "answer_ids": [2], "x": {"prompt_ids": 0}})").size() == 1u);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_data

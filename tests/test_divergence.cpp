@@ -1,13 +1,14 @@
 // eval::mean_token_kl: a hand-computed value where the distributions are known
 // in closed form, zero against itself, and the token average over sets of
 // different lengths and any batch size.
-#define BOOST_TEST_MODULE divergence
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
 #include <vector>
 
 #include <simnpo.hpp>
+
+BOOST_AUTO_TEST_SUITE(test_divergence)
 
 namespace tt = boost::test_tools;
 using Model = simnpo::model::Gpt<simnpo::cpu, double>;
@@ -113,3 +114,5 @@ BOOST_AUTO_TEST_CASE(rejects_what_it_cannot_measure) {
     Model wider(config);
     BOOST_CHECK_THROW(simnpo::eval::mean_token_kl(reference, wider, set), simnpo::Error);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_divergence

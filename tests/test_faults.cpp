@@ -2,7 +2,6 @@
 // a model or checkpoint save leaves the previous directory whole and no
 // temporary behind; stale temporaries of killed runs are removed; output locks
 // name their holder; output paths are checked before any work.
-#define BOOST_TEST_MODULE faults
 #include <boost/test/unit_test.hpp>
 
 #include <cstring>
@@ -14,6 +13,8 @@
 
 #include "support/same_bits.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_faults)
 
 namespace fs = std::filesystem;
 namespace st = simnpo::train;
@@ -219,3 +220,5 @@ BOOST_AUTO_TEST_CASE(activations_that_overflow_are_an_error_not_a_uniform_answer
     BOOST_CHECK_EXCEPTION(m.forward(simnpo::data::make_batch(examples)), simnpo::Error,
                           [](const simnpo::Error& e) { return message_has(e, "overflows float"); });
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_faults

@@ -15,7 +15,6 @@
 // - float 1e-5 for the gradients (observed <= 7e-7): dinp sums V float
 //   products, which the fused head splits at its chunk edges.
 // A wrong chunk edge (a column dropped or counted twice) moves log Σ exp by ~1e-3.
-#define BOOST_TEST_MODULE fused_head
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -29,6 +28,8 @@
 #include <simnpo.hpp>
 
 #include "support/kernel_checks.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_fused_head)
 
 namespace {
 
@@ -492,3 +493,5 @@ BOOST_AUTO_TEST_CASE(a_model_fuses_its_head_unless_it_keeps_the_logits) {
     llama.set_precision(simnpo::Precision::bf16);
     check_fused_model(llama, 2e-3, "llama3, bf16");
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_fused_head

@@ -1,7 +1,6 @@
 // The KV-cache decoder and greedy generation, against Gpt::forward (itself
 // checked against PyTorch in test_gpt_reference): the same logits at every
 // position, and each generated token the argmax of a full forward over its prefix.
-#define BOOST_TEST_MODULE generate
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -13,6 +12,8 @@
 #include <simnpo.hpp>
 
 #include "support/error_message.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_generate)
 
 namespace {
 
@@ -139,3 +140,5 @@ BOOST_AUTO_TEST_CASE(non_finite_logits_are_an_error_naming_the_prompt) {
             message_has({"prompt 1: generate_greedy: the model's logits are not finite after 1 tokens"}));
     }
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_generate

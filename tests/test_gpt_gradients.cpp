@@ -1,12 +1,13 @@
 // Finite-difference checks of Gpt's backward in double precision, for every
 // element of every parameter tensor on a tiny model, plus the padding contract.
-#define BOOST_TEST_MODULE gpt_gradients
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
 #include <vector>
 
 #include <simnpo.hpp>
+
+BOOST_AUTO_TEST_SUITE(test_gpt_gradients)
 
 namespace {
 
@@ -189,3 +190,5 @@ BOOST_AUTO_TEST_CASE(layernorm_gradients_do_not_depend_on_the_thread_count) {
     for (const int threads : {2, 3, 1, 2}) BOOST_TEST((backward(threads) == one));
     simnpo::set_threads(threads_before);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_gpt_gradients

@@ -1,7 +1,6 @@
 // Golden parity with an independent PyTorch GPT-2 (tests/reference/make_fixtures.py):
 // logits, per-token log-probabilities and every parameter gradient, in double
 // (to rounding) and in float (to float tolerance).
-#define BOOST_TEST_MODULE gpt_reference
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -10,6 +9,8 @@
 #include <vector>
 
 #include <simnpo.hpp>
+
+BOOST_AUTO_TEST_SUITE(test_gpt_reference)
 
 namespace {
 
@@ -78,3 +79,5 @@ void check_parity(double tolerance) {
 BOOST_AUTO_TEST_CASE(double_matches_pytorch_to_rounding) { check_parity<double>(1e-9); }
 
 BOOST_AUTO_TEST_CASE(float_matches_pytorch_to_float_tolerance) { check_parity<float>(2e-4); }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_gpt_reference

@@ -3,7 +3,6 @@
 // (ids from tokenizers 0.23.2, see that folder's README), this project's own
 // hard strings (tests/reference/make_hf_tokenizer_fixture.js, the same
 // library through npm), and the errors of files this reader refuses.
-#define BOOST_TEST_MODULE hf_tokenizer
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -19,6 +18,8 @@
 
 #include "support/error_message.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_hf_tokenizer)
 
 namespace {
 
@@ -336,3 +337,5 @@ BOOST_AUTO_TEST_CASE(chat_mode_gives_the_ids_of_the_rendered_conversation) {
     BOOST_TEST(example.prompt_ids.front() == 128000);
     BOOST_TEST(example.answer_ids.back() == 128009);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_hf_tokenizer

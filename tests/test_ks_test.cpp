@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE ks_test
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -14,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "support/error_message.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_ks_test)
 
 namespace {
 
@@ -167,3 +168,5 @@ BOOST_AUTO_TEST_CASE(rejects_empty_samples_and_nan) {
     BOOST_CHECK_EXCEPTION(ks_2samp(some, Sample{nan}), simnpo::Error,
                           message_has({"ks_2samp", "second", "NaN", "index 0"}));
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_ks_test

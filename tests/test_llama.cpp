@@ -3,7 +3,6 @@
 // token log-probabilities and every parameter gradient, in float and double;
 // central differences in double; KV-cache decoding against the full forward;
 // load/save round trips (sharded, BF16); config errors.
-#define BOOST_TEST_MODULE llama
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -16,6 +15,8 @@
 
 #include "support/error_message.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_llama)
 
 namespace {
 
@@ -281,3 +282,5 @@ BOOST_AUTO_TEST_CASE(bad_checkpoints_are_errors_naming_the_file) {
     BOOST_CHECK_EXCEPTION(simnpo::model::load<Llama<float>>(dir.path / "m"), simnpo::Error,
                           message_has({"model.safetensors", "has shape", "expected"}));
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_llama

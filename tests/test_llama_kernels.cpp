@@ -3,7 +3,6 @@
 // embedding): each forward against a plain double loop written here from the
 // formulas, each backward against central differences in double, float against
 // the same loops to float tolerance, and the same bits for any thread count.
-#define BOOST_TEST_MODULE llama_kernels
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -16,6 +15,8 @@
 #include <simnpo.hpp>
 
 #include "support/kernel_checks.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_llama_kernels)
 
 namespace {
 
@@ -506,3 +507,5 @@ BOOST_AUTO_TEST_CASE(backward_kernels_do_not_depend_on_the_thread_count) {
         }, "embedding and swiglu");
     }
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_llama_kernels

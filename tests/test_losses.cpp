@@ -1,6 +1,5 @@
 // The scalar loss algebra of DESIGN §3: closed-form values worked out by hand,
 // finite-difference checks of dL/dℓ in double, stability, and the paper's properties.
-#define BOOST_TEST_MODULE losses
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -8,6 +7,8 @@
 #include <vector>
 
 #include <simnpo.hpp>
+
+BOOST_AUTO_TEST_SUITE(test_losses)
 
 namespace sl = simnpo::loss;
 namespace tt = boost::test_tools;
@@ -201,3 +202,5 @@ BOOST_AUTO_TEST_CASE(simnpo_weights_scale_with_inverse_length) {
     const auto result = sl::SimNPO({.beta = 2.5, .gamma = 0.5}).evaluate(stats({-1.5, -15.0}, {3, 30}));
     BOOST_TEST(result.dlogprob[0] / result.dlogprob[1] == 10.0, tt::tolerance(1e-12));
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_losses

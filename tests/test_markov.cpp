@@ -1,13 +1,14 @@
 // The mixture-of-Markov-chains data of the paper's synthetic study: each
 // source's probabilities worked out by hand, sampled frequencies against them,
 // the example layout, seeding, the train/test split and bad parameters.
-#define BOOST_TEST_MODULE markov
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
 #include <vector>
 
 #include <simnpo.hpp>
+
+BOOST_AUTO_TEST_SUITE(test_markov)
 
 namespace sd = simnpo::data;
 namespace tt = boost::test_tools;
@@ -99,3 +100,5 @@ BOOST_AUTO_TEST_CASE(bad_parameters_are_errors) {
     BOOST_CHECK_THROW(sd::MarkovSource({0, 1, 2}, 0.2, 3), simnpo::Error);  // the subset is every state
     BOOST_CHECK_THROW(sd::MarkovSource({0, 1, 2}).sample(1, 1, rng), simnpo::Error);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_markov

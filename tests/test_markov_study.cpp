@@ -3,7 +3,6 @@
 // how each loss shares the gradient between forget1 and forget2 rows (the
 // paper's mechanism, with GA's and NPO's first step exact), the model cache,
 // and bad flags; then the same study with a Llama of the same size.
-#define BOOST_TEST_MODULE markov_study
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -18,6 +17,8 @@
 
 #include "support/run_program.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_markov_study)
 
 namespace {
 
@@ -227,3 +228,5 @@ BOOST_AUTO_TEST_CASE(a_llama_of_the_same_size_shows_the_same) {
     for (const char* model : {"retrained", "original-short-forget2", "original-without-forget2"})
         BOOST_TEST(study.first.output.find(std::string(model) + " model: training on") != std::string::npos, model);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_markov_study

@@ -1,7 +1,6 @@
 // Membership-inference scores, AUC and PrivLeak: against scikit-learn, PyTorch
 // and Python's zlib (fixture from tests/reference/make_mia_fixture.py), by hand,
 // and from a model's forwards.
-#define BOOST_TEST_MODULE mia
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -14,6 +13,8 @@
 #include <simnpo.hpp>
 
 #include "support/error_message.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_mia)
 
 namespace {
 
@@ -160,3 +161,5 @@ BOOST_AUTO_TEST_CASE(token_statistics_from_a_model) {
     BOOST_CHECK_EXCEPTION(ev::token_statistics(model, std::span(examples), 0), simnpo::Error,
                           message_has({"batch_size must be at least 1"}));
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_mia

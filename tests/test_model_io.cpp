@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE model_io
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -15,6 +14,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+BOOST_AUTO_TEST_SUITE(test_model_io)
 
 namespace fs = std::filesystem;
 using simnpo::testing::TempDir;
@@ -348,3 +349,5 @@ BOOST_AUTO_TEST_CASE(config_keys_are_read_strictly) {
     write_text(config, R"({"vocab_size": 11, "n_positions": 8, "n_embd": 8, "n_layer": "2", "n_head": 2})");
     expect_load_error(dir.path, config, "'n_layer' must be an integer (no decimal point or exponent), got string");
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_model_io

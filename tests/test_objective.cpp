@@ -2,13 +2,14 @@
 // parameter gradient (loss → dL/dℓ → token weights or logit gradient →
 // backward) matches central differences of the loss in double; the frozen
 // reference computes each example once; errors for compositions that cannot run.
-#define BOOST_TEST_MODULE objective
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
 #include <vector>
 
 #include <simnpo.hpp>
+
+BOOST_AUTO_TEST_SUITE(test_objective)
 
 namespace sl = simnpo::loss;
 namespace tt = boost::test_tools;
@@ -288,3 +289,5 @@ BOOST_AUTO_TEST_CASE(a_wrong_user_loss_is_caught) {
     Fixture<> f;
     BOOST_CHECK_THROW(sl::Objective<ShortLoss>{}.gradient(f.model, forget_set, {}), simnpo::Error);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_objective

@@ -1,6 +1,5 @@
 // Optimizers, schedules and gradient clipping: golden parity with torch.optim
 // (tests/reference/optim_reference.py) in float and double, and hand-worked values.
-#define BOOST_TEST_MODULE optim
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -14,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include <simnpo.hpp>
+
+BOOST_AUTO_TEST_SUITE(test_optim)
 
 namespace so = simnpo::optim;
 namespace tt = boost::test_tools;
@@ -377,3 +378,5 @@ BOOST_AUTO_TEST_CASE(invalid_sgd_parameters_are_errors) {
     rejects({.weight_decay = -1.0}, "weight_decay");
     rejects({.weight_decay = std::numeric_limits<double>::infinity()}, "weight_decay");
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_optim

@@ -2,7 +2,6 @@
 // mode: products against double sums, BF16 products against exact sums of the
 // rounded inputs, rounding against its definition, the thread count, and a
 // model's log-probabilities, fine-tuning and unlearning in BF16 against fp32.
-#define BOOST_TEST_MODULE precision
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -17,6 +16,8 @@
 #include <simnpo.hpp>
 
 #include "support/counting.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_precision)
 
 namespace cpu = simnpo::backend::cpu;
 using simnpo::bf16;
@@ -457,3 +458,5 @@ BOOST_AUTO_TEST_CASE(bf16_unlearning_forgets_the_forget_set_and_keeps_the_retain
     BOOST_TEST(retain_after > retain_before - 0.2);
     simnpo::set_threads(threads);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_precision

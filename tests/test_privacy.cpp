@@ -1,6 +1,5 @@
 // VerbMem and KnowMem, the privacy evaluation (MIA scores, AUC, PrivLeak) and
 // the relearning attack, on a compact model that has memorised six answers.
-#define BOOST_TEST_MODULE privacy
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -13,6 +12,8 @@
 
 #include "support/error_message.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_privacy)
 
 namespace {
 
@@ -277,3 +278,5 @@ BOOST_AUTO_TEST_CASE(relearning_brings_the_subset_back) {
     BOOST_CHECK_EXCEPTION(ev::relearn(other, simnpo::optim::AdamW(simnpo::optim::AdamW::Params{}), format, std::span(members), std::span(nonmembers), bad),
                           simnpo::Error, message_has({"training.steps"}));
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_privacy

@@ -3,7 +3,6 @@
 // The reference-based objectives are the hard case: the resumed run starts with
 // the reference's caches empty, so what the reference returns for an example
 // must not depend on which examples it was computed beside.
-#define BOOST_TEST_MODULE resume
 #include <boost/test/unit_test.hpp>
 
 #include <cstring>
@@ -15,6 +14,8 @@
 
 #include "support/same_bits.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_resume)
 
 namespace sl = simnpo::loss;
 namespace st = simnpo::train;
@@ -96,3 +97,5 @@ BOOST_AUTO_TEST_CASE(every_objective_resumes_bit_for_bit) {
     check_every_retain_loss(sl::SimNPO({.beta = 2.5, .gamma = 0.5}), "simnpo");
     check_every_retain_loss(sl::DPO({{1, 2, 3}, {4, 5}, {6}}, {.beta = 0.5}), "dpo");
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_resume

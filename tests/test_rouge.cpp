@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE rouge
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -9,6 +8,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+BOOST_AUTO_TEST_SUITE(test_rouge)
 
 namespace {
 
@@ -142,3 +143,5 @@ BOOST_AUTO_TEST_CASE(lcs_by_hand) {
     BOOST_TEST(lcs_length(a, a) == a.size());
     BOOST_TEST(lcs_length(Tokens{"x"}, a) == 0U);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_rouge

@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE safetensors
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -14,6 +13,8 @@
 #include <limits>
 #include <string>
 #include <vector>
+
+BOOST_AUTO_TEST_SUITE(test_safetensors)
 
 namespace fs = std::filesystem;
 using simnpo::testing::TempDir;
@@ -367,3 +368,5 @@ BOOST_AUTO_TEST_CASE(write_rejects_bad_input) {
     BOOST_CHECK_EXCEPTION(simnpo::model::write_safetensors(path, {{"x", {-3}, values}}), simnpo::Error, names_file);
     BOOST_TEST(!fs::exists(path));
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_safetensors

@@ -1,7 +1,6 @@
 // The TOFU metrics: their arithmetic against NumPy/SciPy (fixture from
 // tests/reference/make_tofu_metrics_fixture.py), and the plumbing from a model
 // to per-question values against independent forwards and generations.
-#define BOOST_TEST_MODULE tofu_eval
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -14,6 +13,8 @@
 
 #include "support/error_message.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_tofu_eval)
 
 namespace {
 
@@ -208,3 +209,5 @@ BOOST_AUTO_TEST_CASE(bad_question_files_name_the_file_and_line) {
     BOOST_TEST(tofu::read_questions(tofu_dir / "forget10_perturbed.jsonl", tofu::Set::forget).size() == 400u);
     BOOST_TEST(tofu::read_questions(tofu_dir / "world_facts_perturbed.jsonl", tofu::Set::world_facts).size() == 117u);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_tofu_eval

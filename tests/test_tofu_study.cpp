@@ -3,7 +3,6 @@
 // retain model did not; unlearning lowers it; the privacy metrics and the
 // relearning attack see it), the cache, and bad flags; then the same study
 // with a Llama of the same size.
-#define BOOST_TEST_MODULE tofu_study
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -14,6 +13,8 @@
 
 #include "support/run_program.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_tofu_study)
 
 namespace {
 
@@ -230,3 +231,5 @@ BOOST_AUTO_TEST_CASE(a_llama_of_the_same_size_shows_the_same) {
     BOOST_TEST(llama_target.at("max_position_embeddings") == 384);
     BOOST_TEST(llama_target.at("tie_word_embeddings") == true);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_tofu_study

@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE tokenizer
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -13,6 +12,8 @@
 
 #include "support/error_message.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_tokenizer)
 
 namespace {
 
@@ -286,3 +287,5 @@ BOOST_AUTO_TEST_CASE(a_merges_file_without_newlines_is_refused_at_the_line_limit
     BOOST_CHECK_EXCEPTION(Tokenizer::load(dir.path), simnpo::Error,
                           message_has({(dir.path / "merges.txt").string() + ":1: line longer than 16777216 bytes"}));
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_tokenizer

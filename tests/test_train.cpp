@@ -1,7 +1,6 @@
 // The training and unlearning loops: data order, an unlearning run that must
 // forget and keep, exact resumption from a checkpoint, the NaN guard,
 // callbacks, gradient accumulation and option errors.
-#define BOOST_TEST_MODULE train
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -16,6 +15,8 @@
 #include "support/same_bits.hpp"
 #include "support/counting.hpp"
 #include "support/temp_dir.hpp"
+
+BOOST_AUTO_TEST_SUITE(test_train)
 
 namespace sl = simnpo::loss;
 namespace st = simnpo::train;
@@ -327,3 +328,5 @@ BOOST_AUTO_TEST_CASE(bad_options_are_errors) {
     BOOST_CHECK_THROW(st::unlearn(model, sl::Objective<sl::SimNPO>{}, adamw, forget_set, retain_set, {.steps = 1}),
                       simnpo::Error);
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_train

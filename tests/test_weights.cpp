@@ -1,4 +1,3 @@
-#define BOOST_TEST_MODULE weights
 #include <boost/test/unit_test.hpp>
 
 #include <simnpo.hpp>
@@ -18,6 +17,8 @@
 #include <vector>
 
 #include <sys/stat.h>
+
+BOOST_AUTO_TEST_SUITE(test_weights)
 
 namespace fs = std::filesystem;
 using simnpo::testing::TempDir;
@@ -469,3 +470,5 @@ BOOST_AUTO_TEST_CASE(llama_fixtures_read_and_rewrite) {
         }
     }
 }
+
+BOOST_AUTO_TEST_SUITE_END()  // test_weights
