@@ -67,15 +67,29 @@ BOOST_AUTO_TEST_CASE(token_statistics_and_min_k_match_pytorch) {
     for (const auto& c : fixture().at("tokens")) {
         const auto logits = c.at("logits").get<std::vector<std::vector<float>>>();
         const auto targets = c.at("targets").get<std::vector<std::int32_t>>();
-        ev::TokenStatistics stats;
-        for (std::size_t t = 0; t < logits.size(); ++t)
+        ev::TokenStatistics stats, chunked;
+        std::vector<double> scratch;
+        for (std::size_t t = 0; t < logits.size(); ++t) {
             ev::add_token_statistics(stats, std::span<const float>(logits[t]), targets[t]);
+            // The same row in chunks of 3 columns (the last one shorter), as the fused head visits
+            // them, from the last chunk to the first: a wrong combination would not agree.
+            const std::span<const float> row(logits[t]);
+            ev::TokenMoments moments;
+            for (std::size_t v0 = (row.size() - 1) / 3 * 3;; v0 -= 3) {
+                moments.add(row.subspan(v0, std::min<std::size_t>(3, row.size() - v0)),
+                            static_cast<std::int64_t>(v0), targets[t], scratch);
+                if (v0 == 0) break;
+            }
+            moments.finish(chunked);
+        }
         const auto logprob = c.at("logprob").get<Values>(), mean = c.at("mean").get<Values>(),
                    stddev = c.at("stddev").get<Values>();
         for (std::size_t t = 0; t < logits.size(); ++t) {
-            BOOST_TEST(close(stats.logprob[t], logprob[t], 1e-12));
-            BOOST_TEST(close(stats.mean[t], mean[t], 1e-12));
-            BOOST_TEST(close(stats.stddev[t], stddev[t], 1e-9));  // the reference's E[x²]−μ² loses digits
+            for (const auto* s : {&stats, &chunked}) {
+                BOOST_TEST(close(s->logprob[t], logprob[t], 1e-12));
+                BOOST_TEST(close(s->mean[t], mean[t], 1e-12));
+                BOOST_TEST(close(s->stddev[t], stddev[t], 1e-9));  // the reference's E[x²]−μ² loses digits
+            }
         }
         for (const double k : ks) {
             const auto key = nlohmann::json(k).dump();

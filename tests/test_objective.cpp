@@ -247,6 +247,58 @@ BOOST_AUTO_TEST_CASE(kl_distributions_cached_or_recomputed_agree) {
     BOOST_TEST(uncached.forward_passes() == 2 * retained);  // one forward per example, each step
 }
 
+namespace {
+
+// KL through the fused head (CausalLM::backward_kl, what Objective runs on the
+// CPU) against KL on the kept logits of both models (KL::evaluate and
+// backward_logits, what it runs elsewhere): the same loss and gradient, up to
+// the order of the vocabulary sums.
+template <class M>
+void check_fused_kl_against_kept_logits() {
+    Fixture<M> f;
+    const auto batch = simnpo::data::make_batch(retain_set);
+    const double weight = 0.7;
+    f.model.forward(batch, simnpo::model::Logits::keep);
+    const std::int64_t N = f.model.scored_count(), V = f.model.config().vocab_size;
+    const std::span<double> ref = f.reference.distributions(retain_set);
+    std::vector<double> per_position(static_cast<std::size_t>(N));
+    const sl::Distributions<double> d{f.model.logits().data(), ref.data(), ref.data(), per_position.data(), N, V,
+                                      weight};
+    const double kept_loss = sl::KL{}.evaluate(f.model.backend(), d);
+    f.model.backward_logits(std::span<const double>(ref), simnpo::GradStore::overwrite);
+    const std::vector<double> kept(f.model.grads().begin(), f.model.grads().end());
+
+    f.model.forward(batch);
+    const auto states = f.reference.head_states(retain_set);
+    const std::vector<double> kl = f.model.backward_kl(f.reference.model(), states.inputs, states.logsumexp,
+                                                       weight / static_cast<double>(N), simnpo::GradStore::overwrite);
+    BOOST_TEST_REQUIRE(kl.size() == per_position.size());
+    double fused_loss = 0.0;
+    for (std::size_t n = 0; n < kl.size(); ++n) {
+        check_close(kl[n], per_position[n], 1e-12, 1e-15);
+        fused_loss += kl[n] / static_cast<double>(N);
+    }
+    check_close(fused_loss, kept_loss, 1e-12, 1e-15);
+    BOOST_TEST(kept_loss > 1e-3);
+    for (std::size_t i = 0; i < kept.size(); ++i) check_close(f.model.grads()[i], kept[i], 1e-10, 1e-14);
+    // The head's gradient is not all zero: the comparison above is not of zeros.
+    BOOST_TEST(std::abs(f.model.grads()[f.model.layout().head()]) > 1e-6);
+
+    // A forward that kept its logits has no fused head to run KL through.
+    f.model.forward(batch, simnpo::model::Logits::keep);
+    BOOST_CHECK_THROW(f.model.backward_kl(f.reference.model(), states.inputs, states.logsumexp, 1.0), simnpo::Error);
+    f.model.forward(batch);
+    BOOST_CHECK_THROW(f.model.backward_kl(f.reference.model(), states.inputs.subspan(1), states.logsumexp, 1.0),
+                      simnpo::Error);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(kl_through_the_fused_head_equals_kl_on_kept_logits) {
+    BOOST_TEST_CONTEXT("gpt2") { check_fused_kl_against_kept_logits<Model>(); }
+    BOOST_TEST_CONTEXT("llama") { check_fused_kl_against_kept_logits<Llama>(); }
+}
+
 BOOST_AUTO_TEST_CASE(kl_vanishes_at_the_reference) {
     // Unlearning starts at θ = θ_ref: KL is 0 and NPO weighs every example 2σ(0)/B = 1/B.
     Model model(tiny_config());

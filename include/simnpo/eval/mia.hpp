@@ -15,7 +15,6 @@
 #include <zlib.h>
 
 #include "simnpo/core/error.hpp"
-#include "simnpo/core/threads.hpp"
 #include "simnpo/data/example.hpp"
 #include "simnpo/model/gpt.hpp"
 
@@ -49,76 +48,123 @@ struct TokenStatistics {
     std::vector<double> logprob, mean, stddev;
 };
 
-// One position's statistics from its logits [V] and target, in double, with
-// s = logit − max and e = exp(s): log Z = log Σ e, μ = Σ e·s / Σ e − log Z, and
-// σ² = Σ e·(s − m)² / Σ e with m = μ + log Z (two passes: never negative).
-// `scratch` holds e between the passes.
-template <class Scalar>
-void add_token_statistics(TokenStatistics& stats, std::span<const Scalar> logits, std::int32_t target,
-                          std::vector<double>& scratch) {
-    if (target < 0 || static_cast<std::size_t>(target) >= logits.size())
-        fail("token_statistics: target ", target, " is outside the vocabulary of ", logits.size());
-    double max = -std::numeric_limits<double>::infinity();
-    for (const Scalar x : logits) max = std::max(max, static_cast<double>(x));
-    scratch.resize(logits.size());
-    double sum = 0.0, weighted = 0.0;
-    for (std::size_t v = 0; v < logits.size(); ++v) {
-        const double shifted = static_cast<double>(logits[v]) - max;
-        scratch[v] = std::exp(shifted);
-        sum += scratch[v];
-        weighted += scratch[v] * shifted;
+// One position's statistics, accumulated over chunks of its logits [V] (the
+// whole row at once, or the fused head's chunks) in double. Each chunk c, with
+// s = logit − max_c and e = exp(s), gives its weight W_c = Σ e, the mean m_c
+// of the logits under e and M_c = Σ e·(logit − m_c)² (two passes: never
+// negative); chunks combine by Chan et al.'s pairwise update, rescaled to the
+// running maximum. Then log Z = max + log W, μ = m − log Z, σ² = M / W, and
+// log π(target) = logit[target] − log Z.
+class TokenMoments {
+public:
+    // The chunk `logits` holds the columns [first, first + logits.size()).
+    // `scratch` holds e between the passes.
+    template <class Scalar>
+    void add(std::span<const Scalar> logits, std::int64_t first, std::int32_t target, std::vector<double>& scratch) {
+        if (logits.empty()) return;
+        double max = -std::numeric_limits<double>::infinity();
+        for (const Scalar x : logits) max = std::max(max, static_cast<double>(x));
+        scratch.resize(logits.size());
+        double weight = 0.0, weighted = 0.0;
+        for (std::size_t v = 0; v < logits.size(); ++v) {
+            const double shifted = static_cast<double>(logits[v]) - max;
+            scratch[v] = std::exp(shifted);
+            weight += scratch[v];
+            weighted += scratch[v] * shifted;
+        }
+        const double mean_shifted = weighted / weight;
+        double m2 = 0.0;
+        for (std::size_t v = 0; v < logits.size(); ++v) {
+            const double d = static_cast<double>(logits[v]) - max - mean_shifted;
+            m2 += scratch[v] * d * d;
+        }
+        const std::int64_t column = target - first;
+        if (column >= 0 && column < static_cast<std::int64_t>(logits.size()))
+            target_logit_ = static_cast<double>(logits[static_cast<std::size_t>(column)]);
+        combine(max, weight, max + mean_shifted, m2);
     }
-    const double mean_shifted = weighted / sum, log_z = std::log(sum);
-    double variance = 0.0;
-    for (std::size_t v = 0; v < logits.size(); ++v) {
-        const double d = static_cast<double>(logits[v]) - max - mean_shifted;
-        variance += scratch[v] * d * d;
-    }
-    stats.logprob.push_back(static_cast<double>(logits[static_cast<std::size_t>(target)]) - max - log_z);
-    stats.mean.push_back(mean_shifted - log_z);
-    stats.stddev.push_back(std::sqrt(variance / sum));
-}
 
+    // Appends the position's log π(target), μ and σ to `stats`.
+    void finish(TokenStatistics& stats) const {
+        const double log_z = max_ + std::log(weight_);
+        stats.logprob.push_back(target_logit_ - log_z);
+        stats.mean.push_back(mean_ - log_z);
+        stats.stddev.push_back(std::sqrt(m2_ / weight_));
+    }
+
+private:
+    void combine(double max, double weight, double mean, double m2) {
+        if (weight_ == 0.0) {
+            max_ = max, weight_ = weight, mean_ = mean, m2_ = m2;
+            return;
+        }
+        const double top = std::max(max_, max);
+        const double a = std::exp(max_ - top), b = std::exp(max - top);
+        const double wa = weight_ * a, wb = weight * b, total = wa + wb, delta = mean - mean_;
+        mean_ += delta * wb / total;
+        m2_ = m2_ * a + m2 * b + delta * delta * wa * wb / total;
+        weight_ = total;
+        max_ = top;
+    }
+
+    double max_ = 0.0, weight_ = 0.0, mean_ = 0.0, m2_ = 0.0;  // W and M relative to exp(max_)
+    double target_logit_ = std::numeric_limits<double>::quiet_NaN();
+};
+
+// One position's statistics from its whole row of logits [V] and its target.
 template <class Scalar>
 void add_token_statistics(TokenStatistics& stats, std::span<const Scalar> logits, std::int32_t target) {
+    if (target < 0 || static_cast<std::size_t>(target) >= logits.size())
+        fail("token_statistics: target ", target, " is outside the vocabulary of ", logits.size());
     std::vector<double> scratch;
-    add_token_statistics(stats, logits, target, scratch);
+    TokenMoments moments;
+    moments.add(logits, 0, target, scratch);
+    moments.finish(stats);
 }
 
-// Each example's answer-token statistics under `model`, `batch_size` examples a forward.
+// Each example's answer-token statistics under `model`, `batch_size` examples
+// a forward. On the CPU the logits are never held: the statistics accumulate
+// over the fused head's chunks of the vocabulary (CausalLM::visit_logits);
+// elsewhere the forward keeps them and each row is one chunk.
 template <model::CausalModel Model>
 std::vector<TokenStatistics> token_statistics(const Model& model, std::span<const data::Example> examples,
                                               std::size_t batch_size = 16) {
     using Scalar = typename Model::scalar_type;
+    constexpr bool fused = requires { requires Model::fuses_head; };
     if (batch_size == 0) fail("token_statistics: batch_size must be at least 1");
-    const auto V = static_cast<std::size_t>(model.config().vocab_size);
+    const auto V = static_cast<std::int64_t>(model.config().vocab_size);
     std::vector<TokenStatistics> result(examples.size());
     std::vector<Scalar> logits;
     for (std::size_t first = 0; first < examples.size(); first += batch_size) {
         const auto chunk = examples.subspan(first, std::min(batch_size, examples.size() - first));
         const data::Batch batch = data::make_batch(chunk);
-        const auto scores = model.score(batch, model::Logits::keep);  // checks every target against the vocabulary
-        logits.resize(scores.logprobs.size() * V);
-        copy_to_host(model.backend(), std::span<Scalar>(logits), scores.logits.data());
+        // The forward checks every target against the vocabulary.
+        const auto scores = model.score(batch, fused ? model::Logits::drop : model::Logits::keep);
         const std::span<const std::int64_t> positions = scores.positions;
-        const std::int64_t T = scores.columns;
-        // Scored positions come in row order: row b's are [begin[b], begin[b + 1]).
-        std::vector<std::size_t> begin(chunk.size() + 1, positions.size());
-        for (std::size_t n = positions.size(); n-- > 0;) begin[static_cast<std::size_t>(positions[n] / T)] = n;
-        for (std::size_t b = chunk.size(); b-- > 0;) begin[b] = std::min(begin[b], begin[b + 1]);
-        RegionErrors errors;
+        const auto N = static_cast<std::int64_t>(positions.size());
+        std::vector<TokenMoments> moments(positions.size());
+        // Adds the chunk [N, vc] (row stride ld) of columns [v0, v0 + vc) to every position's moments.
+        const auto add_chunk = [&](std::int64_t v0, std::int64_t vc, const Scalar* values, std::int64_t ld) {
 #pragma omp parallel
-        {
-            std::vector<double> scratch;
-#pragma omp for schedule(dynamic)
-            for (std::size_t b = 0; b < chunk.size(); ++b)
-                errors.run([&] {
-                    for (std::size_t n = begin[b]; n < begin[b + 1]; ++n)
-                        add_token_statistics(result[first + b], std::span<const Scalar>(logits).subspan(n * V, V),
-                                             batch.targets.data()[positions[n]], scratch);
-                });
+            {
+                std::vector<double> scratch;
+#pragma omp for schedule(static)
+                for (std::int64_t n = 0; n < N; ++n)
+                    moments[static_cast<std::size_t>(n)].add(
+                        std::span<const Scalar>(values + n * ld, static_cast<std::size_t>(vc)), v0,
+                        batch.targets.data()[positions[static_cast<std::size_t>(n)]], scratch);
+            }
+        };
+        if constexpr (fused) {
+            model.visit_logits(scores, add_chunk);
+        } else {
+            logits.resize(static_cast<std::size_t>(N * V));
+            copy_to_host(model.backend(), std::span<Scalar>(logits), scores.logits.data());
+            add_chunk(0, V, logits.data(), V);
         }
-        errors.rethrow();
+        // Scored positions come in row order.
+        for (std::size_t n = 0; n < positions.size(); ++n)
+            moments[n].finish(result[first + static_cast<std::size_t>(positions[n] / scores.columns)]);
         // A non-finite statistic would become a NaN score, and a NaN AUC.
         for (std::size_t b = 0; b < chunk.size(); ++b) {
             const TokenStatistics& stats = result[first + b];

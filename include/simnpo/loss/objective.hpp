@@ -55,8 +55,9 @@ struct ObjectiveWeights {
 // gradient() runs the model on one forget batch and one retain batch (as one
 // batch when it can, see fusion_padding_limit) and stores ∇L in the model's
 // gradient slab: the losses' dL/dℓ_θ(i) become per-token weights for
-// Gpt::backward; a retain loss on whole distributions (KL) gives
-// Gpt::backward_logits its logit gradient instead.
+// CausalLM::backward; a retain loss on whole distributions (KL) gives
+// CausalLM::backward_logits its logit gradient instead, or on the CPU runs
+// through the fused head (CausalLM::backward_kl).
 template <ForgetLoss Forget, RetainLoss Retain = NoRetain>
 class Objective {
 public:
@@ -147,8 +148,10 @@ private:
         model.backward(std::span(forget_weights), store);
         if constexpr (has_retain) {
             model.forward(data::make_batch(retain),
-                          DistributionLoss<Retain> ? model::Logits::keep : model::Logits::drop);
-            if constexpr (DistributionLoss<Retain>) {
+                          DistributionLoss<Retain> && !fused_kl<Model> ? model::Logits::keep : model::Logits::drop);
+            if constexpr (fused_kl<Model>) {
+                fused_kl_term(report, model, retain, reference, retain_weight);
+            } else if constexpr (DistributionLoss<Retain>) {
                 distribution_term(report, model, retain, reference, retain_weight);
             } else {
                 const auto retain_weights = token_weights(
@@ -212,6 +215,32 @@ private:
         report.retain_loss = result.value;
         report.retain_tokens = stats.total_length();
         return std::move(result.dlogprob);
+    }
+
+    // KL on the CPU runs through the fused head (CausalLM::backward_kl), which
+    // holds neither model's logits; other distribution losses, and KL on other
+    // backends, take the kept logits (distribution_term).
+    template <class Model>
+    static constexpr bool fused_kl = std::same_as<Retain, KL> && requires { requires Model::fuses_head; };
+
+    // The KL retain term after the model's forward on the retain rows
+    // (Logits::drop): the same loss as KL::evaluate, the token mean of
+    // KL(π_ref ‖ π_θ), with its gradient stored by the fused head's backward.
+    template <class Model, class Reference>
+    void fused_kl_term(StepReport& report, Model& model, std::span<const data::Example> rows, Reference& reference,
+                       double weight) const {
+        using Scalar = typename Model::scalar_type;
+        const std::int64_t positions = model.scored_count();
+        if (positions < 1) fail("KL: no scored positions");
+        report.retain_tokens = positions;
+        const auto ref = reference.head_states(rows);
+        const auto scale = static_cast<Scalar>(weight / static_cast<double>(positions));
+        const std::vector<double> terms =
+            model.backward_kl(reference.model(), ref.inputs, ref.logsumexp, scale, GradStore::accumulate);
+        double sum = 0.0;
+        for (const double term : terms) sum += term;
+        report.retain_loss = sum / static_cast<double>(positions);
+        if (!std::isfinite(report.retain_loss)) fail("Objective: the retain loss is not finite");
     }
 
     // A retain loss on whole distributions (KL), after the model's forward on

@@ -29,10 +29,13 @@ struct NoReference {};
 //
 // The reference never changes, so what it computes is cached per distinct
 // example: ℓ_ref of an example is computed the first time it is asked for and
-// never again. Next-token distributions (KL) are cached the same way while
-// they fit in Options::distribution_cache_bytes and recomputed beyond it: a
-// distribution costs vocab_size scalars per answer token, which is small for
-// compact vocabularies and tens of gigabytes for GPT-2's on a TOFU retain set.
+// never again. What the KL term reads is cached the same way while it fits in
+// Options::distribution_cache_bytes and recomputed beyond it: on the CPU the
+// head's inputs and logsumexp (head_states: width + 1 scalars per answer
+// token, from which CausalLM::backward_kl computes the distributions chunk by
+// chunk), elsewhere the next-token distributions themselves (distributions:
+// vocab_size scalars per answer token, which is small for compact
+// vocabularies and tens of gigabytes for GPT-2's on a TOFU retain set).
 template <class Model>
 class FrozenReference {
 public:
@@ -101,7 +104,43 @@ public:
         return std::span<Scalar>(scratch_.data(), scratch_.size());
     }
 
+    // The reference's head inputs [Σ|y_i|, C] and logsumexp [Σ|y_i|] at every
+    // answer position of the examples, as the model's forward orders them for
+    // make_batch(examples) (CausalLM::Scores::head_inputs, logsumexp). The
+    // spans are the reference's own and stay valid until the next call.
+    struct HeadStates {
+        std::span<const Scalar> inputs, logsumexp;
+    };
+    HeadStates head_states(std::span<const data::Example> examples) {
+        const auto missing = uncached(examples, head_cache_);
+        std::unordered_map<data::Example, CachedHead, data::ExampleHash> recomputed;
+        for (const auto& example : missing) {
+            auto scores = score_alone(example);
+            CachedHead head{std::move(scores.head_inputs), std::move(scores.logsumexp)};
+            const std::size_t bytes = (head.inputs.size() + head.logsumexp.size()) * sizeof(Scalar);
+            if (cached_bytes_ + bytes <= options_.distribution_cache_bytes) {
+                cached_bytes_ += bytes;
+                head_cache_.emplace(example, std::move(head));
+            } else {
+                recomputed.emplace(example, std::move(head));
+            }
+        }
+        head_inputs_.clear();
+        head_logsumexp_.clear();
+        for (const auto& example : examples) {
+            const auto cached = head_cache_.find(example);
+            const CachedHead& head = cached != head_cache_.end() ? cached->second : recomputed.at(example);
+            head_inputs_.insert(head_inputs_.end(), head.inputs.begin(), head.inputs.end());
+            head_logsumexp_.insert(head_logsumexp_.end(), head.logsumexp.begin(), head.logsumexp.end());
+        }
+        return {head_inputs_, head_logsumexp_};
+    }
+
 private:
+    struct CachedHead {
+        Buffer<Scalar> inputs, logsumexp;
+    };
+
     // The distinct examples not yet in `cache`, in first-seen order.
     template <class Cache>
     static std::vector<data::Example> uncached(std::span<const data::Example> examples, const Cache& cache) {
@@ -122,8 +161,10 @@ private:
     std::int64_t forward_passes_ = 0;
     std::unordered_map<data::Example, double, data::ExampleHash> logprob_cache_;
     std::unordered_map<data::Example, Buffer<Scalar>, data::ExampleHash> distribution_cache_;
-    std::size_t cached_bytes_ = 0;
+    std::unordered_map<data::Example, CachedHead, data::ExampleHash> head_cache_;
+    std::size_t cached_bytes_ = 0;  // of both caches above
     Buffer<Scalar> scratch_;
+    std::vector<Scalar> head_inputs_, head_logsumexp_;  // head_states' result
 };
 
 }  // namespace simnpo::loss

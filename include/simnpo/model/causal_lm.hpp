@@ -107,6 +107,10 @@ public:
         std::int64_t rows = 0, columns = 0;   // the batch's [B, T]
         std::vector<Scalar> logprobs;         // in the order of positions
         Buffer<Scalar> logits;
+        // What the head read and gave, in the order of positions: the final
+        // hidden states [scored, C] and each row's log Σ exp of the logits
+        // [scored] (for backward_kl, which recomputes the logits from them).
+        Buffer<Scalar> head_inputs, logsumexp;
 
         // ℓ(b) = Σ over row b's scored tokens of log π, accumulated in double.
         std::vector<double> sequence_logprobs() const {
@@ -173,7 +177,10 @@ public:
     Scores score(const data::Batch& batch, Logits logits = Logits::drop) const {
         Pass pass;
         run(pass, batch, false, logits);
-        Scores scores{std::move(pass.host_rows), pass.B, pass.T, host_logprobs(pass), std::move(pass.logits)};
+        Scores scores{std::move(pass.host_rows), pass.B,
+                      pass.T,                      host_logprobs(pass),
+                      std::move(pass.logits),      std::move(pass.head_in),
+                      std::move(pass.logsumexp)};
         return scores;
     }
 
@@ -244,8 +251,73 @@ public:
         backward_from_logit_grad(dlogits.data(), store);
     }
 
-private:
+    // Whether a forward without the logits runs the fused head, and so whether
+    // backward_kl() exists: on the CPU.
     static constexpr bool fuses_head = std::is_same_v<Backend, simnpo::cpu>;
+
+    // The logits of a score() pass without holding them:
+    // visit(v0, vc, chunk, ld) for the chunks [v0, v0 + vc) of the vocabulary
+    // in order, chunk [scored, vc] (row stride ld) the logits there, computed
+    // again from scores.head_inputs (backend/cpu/fused_head.hpp). For
+    // statistics of whole distributions (membership inference).
+    template <class Visit>
+    void visit_logits(const Scores& scores, Visit&& visit) const
+        requires fuses_head
+    {
+        const std::int64_t C = config_.width(), V = config_.vocab_size;
+        const auto N = static_cast<std::int64_t>(scores.logprobs.size());
+        if (static_cast<std::int64_t>(scores.head_inputs.size()) != N * C)
+            fail("visit_logits: the scores hold ", scores.head_inputs.size(), " head inputs for ", N,
+                 " positions of width ", C, " (scores of another model?)");
+        if (N == 0) return;
+        const std::int64_t chunk =
+            backend::cpu::head_chunk_columns(N, V, backend::cpu::head_workspace_budget, sizeof(Scalar));
+        Buffer<Scalar> workspace(backend::cpu::head_workspace_size<Scalar>(N, chunk));
+        fused_head_chunks(backend_, workspace.data(), scores.head_inputs.data(), parameters().weight(layout_.head()), N,
+                          C, V, chunk, std::forward<Visit>(visit));
+    }
+
+    // The KL retain term through the fused head, without the logits of either
+    // model: after forward(batch) (Logits::drop), stores into grads() the
+    // gradient of scale · Σ_n KL(p_n ‖ q_n) over the scored positions n, q_n
+    // this model's next-token distribution and p_n the one `reference` gives
+    // from its head inputs and logsumexp at the same positions
+    // (Scores::head_inputs, Scores::logsumexp of its own passes), and returns
+    // each KL(p_n ‖ q_n). The reference's logits are computed again chunk by
+    // chunk beside the model's: their rounding depends on the batch's row count
+    // (the products' blocking), which a resumed run repeats.
+    std::vector<double> backward_kl(const CausalLM& reference, std::span<const Scalar> ref_head_inputs,
+                                    std::span<const Scalar> ref_logsumexp, Scalar scale,
+                                    GradStore store = GradStore::accumulate)
+        requires fuses_head
+    {
+        Pass& pass = tape_;
+        const std::int64_t C = config_.width(), V = config_.vocab_size, N = pass.scored;
+        const std::int64_t ref_C = reference.config_.width();
+        if (pass.B == 0) fail("backward_kl: no forward pass to differentiate");
+        if (pass.head_chunk == 0) fail("backward_kl: the last forward pass kept the logits (use Logits::drop)");
+        if (reference.config_.vocab_size != V)
+            fail("backward_kl: the reference's vocabulary (", reference.config_.vocab_size, ") is not the model's (", V,
+                 ")");
+        if (static_cast<std::int64_t>(ref_head_inputs.size()) != N * ref_C ||
+            static_cast<std::int64_t>(ref_logsumexp.size()) != N)
+            fail("backward_kl: ", ref_logsumexp.size(), " reference positions for ", N, " scored positions");
+        pass.dhead_in.resize(static_cast<std::size_t>(N * C));
+        pass.ref_workspace.resize(pass.head_workspace.size());
+        std::vector<double> kl(static_cast<std::size_t>(N));
+        const auto forward_chunk =
+            pass.head_chunk_kept ? backend::cpu::ForwardChunk::kept : backend::cpu::ForwardChunk::recompute;
+        pass.head_chunk_kept = false;
+        fused_head_kl_backward(backend_, pass.dhead_in.data(), grads_.data() + layout_.head(), kl.data(),
+                               pass.head_workspace.data(), pass.ref_workspace.data(), pass.head_in.data(),
+                               parameters().weight(layout_.head()), pass.logsumexp.data(), ref_head_inputs.data(),
+                               reference.parameters().weight(reference.layout_.head()), ref_logsumexp.data(), scale, N,
+                               C, ref_C, V, pass.head_chunk, store, forward_chunk);
+        backward_trunk(store);
+        return kl;
+    }
+
+private:
 
     // Everything one forward pass leaves behind: the trunk's activations and
     // the head's inputs and outputs at the scored rows.
@@ -259,7 +331,7 @@ private:
         // The fused head's (Logits::drop on the CPU): its chunk of vocabulary
         // columns (0 when the head did not run fused), and the workspace that
         // holds a chunk of logits; the forward's last chunk is still there until a backward.
-        Buffer<Scalar> head_workspace;
+        Buffer<Scalar> head_workspace, ref_workspace;  // ref_workspace: backward_kl's reference chunk
         std::int64_t head_chunk = 0;
         bool head_chunk_kept = false, logits_kept = false;
         std::int64_t B = 0, T = 0, scored = 0;
