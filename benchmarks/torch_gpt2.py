@@ -51,6 +51,22 @@ def _early_threads(argv):
 _early_threads(sys.argv[1:])
 import torch  # noqa: E402
 
+
+def _require_optimised_blas():
+    """Debian's torch does its fp32 products in whatever libblas.so.3 the system's alternatives
+    select. With only libblas3 (the reference implementation) installed, a 1024³ product runs at
+    about 3.5 GFLOP/s here instead of OpenBLAS's 145: a peer 40x slower than it is would make every
+    ratio meaningless, so refuse. scripts/install-deps.sh installs OpenBLAS for this."""
+    torch.ones(2, 2) @ torch.ones(2, 2)  # loads the BLAS
+    with open("/proc/self/maps") as maps:
+        mapped = maps.read()
+    if "openblas" not in mapped and "mkl" not in mapped:
+        sys.exit("torch_gpt2.py: PyTorch's BLAS is the reference implementation (libblas3), not OpenBLAS: "
+                 "install libopenblas0-pthread (scripts/install-deps.sh) before timing PyTorch")
+
+
+_require_optimised_blas()
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference"))
 import gpt2_reference as ref  # noqa: E402
 
