@@ -41,7 +41,7 @@ def compare(args, binary, env, precision):
     ours, theirs, our_rss, their_rss, layouts = [], [], [], [], []
     for round_index in range(args.rounds):
         print(f"round {round_index + 1}/{args.rounds}", file=sys.stderr)
-        command = [binary, "--benchmark_format=json", f"--benchmark_filter=^unlearn_step/bf16:{int(precision == 'bf16')}$",
+        command = [binary, "--benchmark_format=json", f"--benchmark_filter=^unlearn_step/bf16:{int(precision == 'bf16')}/",
                    f"--benchmark_repetitions={args.repeats}", "--benchmark_min_time=0"]
         output = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
         runs = [b for b in output["benchmarks"] if b.get("run_type") == "iteration"]
