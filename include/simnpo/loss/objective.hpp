@@ -148,10 +148,9 @@ private:
         model.backward(std::span(forget_weights), store);
         if constexpr (has_retain) {
             model.forward(data::make_batch(retain),
-                          DistributionLoss<Retain> && !fused_kl<Model> ? model::Logits::keep : model::Logits::drop);
-            if constexpr (fused_kl<Model>) {
-                fused_kl_term(report, model, retain, reference, retain_weight);
-            } else if constexpr (DistributionLoss<Retain>) {
+                          DistributionLoss<Retain> && !fuses_distribution<Model, Reference> ? model::Logits::keep
+                                                                                              : model::Logits::drop);
+            if constexpr (DistributionLoss<Retain>) {
                 distribution_term(report, model, retain, reference, retain_weight);
             } else {
                 const auto retain_weights = token_weights(
@@ -217,47 +216,35 @@ private:
         return std::move(result.dlogprob);
     }
 
-    // KL on the CPU runs through the fused head (CausalLM::backward_kl), which
-    // holds neither model's logits; other distribution losses, and KL on other
-    // backends, take the kept logits (distribution_term).
-    template <class Model>
-    static constexpr bool fused_kl = std::same_as<Retain, KL> && requires { requires Model::fuses_head; };
-
-    // The KL retain term after the model's forward on the retain rows
-    // (Logits::drop): the same loss as KL::evaluate, the token mean of
-    // KL(π_ref ‖ π_θ), with its gradient stored by the fused head's backward.
+    // Whether the distribution loss runs on `Model`'s fused head without the
+    // logits (KL::evaluate_fused, on the CPU); else it takes the kept logits.
     template <class Model, class Reference>
-    void fused_kl_term(StepReport& report, Model& model, std::span<const data::Example> rows, Reference& reference,
-                       double weight) const {
-        using Scalar = typename Model::scalar_type;
-        const std::int64_t positions = model.scored_count();
-        if (positions < 1) fail("KL: no scored positions");
-        report.retain_tokens = positions;
-        const auto ref = reference.head_states(rows);
-        const auto scale = static_cast<Scalar>(weight / static_cast<double>(positions));
-        const std::vector<double> terms =
-            model.backward_kl(reference.model(), ref.inputs, ref.logsumexp, scale, GradStore::accumulate);
-        double sum = 0.0;
-        for (const double term : terms) sum += term;
-        report.retain_loss = sum / static_cast<double>(positions);
-        if (!std::isfinite(report.retain_loss)) fail("Objective: the retain loss is not finite");
-    }
+    static constexpr bool fuses_distribution =
+        requires(const Retain& loss, Model& model, Reference& reference, std::span<const data::Example> rows) {
+            { loss.evaluate_fused(model, reference, rows, 1.0) } -> std::same_as<double>;
+        };
 
     // A retain loss on whole distributions (KL), after the model's forward on
-    // the retain rows: its logit gradient goes straight to the backward.
+    // the retain rows: through the fused head, or with the kept logits, whose
+    // gradient then goes straight to the backward.
     template <class Model, class Reference>
     void distribution_term(StepReport& report, Model& model, std::span<const data::Example> rows, Reference& reference,
                            double weight) const {
         using Scalar = typename Model::scalar_type;
         report.retain_tokens = model.scored_count();
-        const std::span<Scalar> ref = reference.distributions(rows);
-        typename Model::template Buffer<double> per_position(static_cast<std::size_t>(model.scored_count()));
-        // The gradient overwrites the reference distributions it is computed from.
-        const Distributions<Scalar> d{model.logits().data(), ref.data(),           ref.data(), per_position.data(),
-                                      model.scored_count(),  model.config().vocab_size, weight};
-        report.retain_loss = retain_.evaluate(model.backend(), d);
-        if (!std::isfinite(report.retain_loss)) fail("Objective: the retain loss is not finite");
-        model.backward_logits(std::span<const Scalar>(ref), GradStore::accumulate);
+        if constexpr (fuses_distribution<Model, Reference>) {
+            report.retain_loss = retain_.evaluate_fused(model, reference, rows, weight);
+            if (!std::isfinite(report.retain_loss)) fail("Objective: the retain loss is not finite");
+        } else {
+            const std::span<Scalar> ref = reference.distributions(rows);
+            typename Model::template Buffer<double> per_position(static_cast<std::size_t>(model.scored_count()));
+            // The gradient overwrites the reference distributions it is computed from.
+            const Distributions<Scalar> d{model.logits().data(), ref.data(),           ref.data(), per_position.data(),
+                                          model.scored_count(),  model.config().vocab_size, weight};
+            report.retain_loss = retain_.evaluate(model.backend(), d);
+            if (!std::isfinite(report.retain_loss)) fail("Objective: the retain loss is not finite");
+            model.backward_logits(std::span<const Scalar>(ref), GradStore::accumulate);
+        }
     }
 
     // A user's loss can be wrong: catch it before it reaches the model.

@@ -2,9 +2,11 @@
 #include "simnpo/core/internal_check.hpp"
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "simnpo/core/error.hpp"
+#include "simnpo/data/example.hpp"
 #include "simnpo/loss/sequence.hpp"
 
 namespace simnpo::loss {
@@ -52,15 +54,38 @@ struct KL {
     // Writes weight · dL/dlogits into d.dlogits and returns L.
     template <class Backend, class Scalar>
     double evaluate(Backend& backend, const Distributions<Scalar>& d) const {
-        if (d.positions < 1) fail("KL: no scored positions");
+        check_positions(d.positions);
         const auto scale = static_cast<Scalar>(d.weight / static_cast<double>(d.positions));
         kl_forward_backward(backend, d.dlogits, d.per_position, d.logits, d.ref_logprobs, scale, d.positions,
                             d.vocab);
         std::vector<double> terms(static_cast<std::size_t>(d.positions));
         copy_to_host(backend, std::span<double>(terms), d.per_position);
+        return token_mean(terms);
+    }
+
+    // The same L without either model's logits, where the model runs the fused
+    // head (the CPU): after model.forward on `rows` (Logits::drop), stores
+    // weight · ∇L into the model's gradients (CausalLM::backward_kl, from the
+    // reference's FrozenReference::head_states) and returns L.
+    template <class Model, class Reference>
+        requires(Model::fuses_head)
+    double evaluate_fused(Model& model, Reference& reference, std::span<const data::Example> rows,
+                          double weight) const {
+        const std::int64_t positions = model.scored_count();
+        check_positions(positions);
+        const auto ref = reference.head_states(rows);
+        const auto scale = static_cast<typename Model::scalar_type>(weight / static_cast<double>(positions));
+        return token_mean(model.backward_kl(reference.model(), ref.inputs, ref.logsumexp, scale));
+    }
+
+private:
+    static void check_positions(std::int64_t positions) {
+        if (positions < 1) fail("KL: no scored positions");
+    }
+    static double token_mean(std::span<const double> terms) {
         double sum = 0.0;
         for (const double term : terms) sum += term;
-        return sum / static_cast<double>(d.positions);
+        return sum / static_cast<double>(terms.size());
     }
 };
 
