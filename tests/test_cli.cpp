@@ -133,6 +133,14 @@ BOOST_AUTO_TEST_CASE(every_training_command_runs_on_a_llama) {
     BOOST_TEST_INFO(result.output);
     BOOST_REQUIRE_EQUAL(result.status, 0);
     BOOST_TEST(score(scratch.file("u")) < trained - 1.0);
+    // The same in BF16, its reference stored in BF16.
+    result = run("unlearn --model " + scratch.file("m1") + " --forget " + forget + " --retain " + retain +
+                     " --forget-loss npo --retain-loss kl --steps 10 --lr 1e-2 --precision bf16 --weights-dtype bf16" +
+                     " --out " + scratch.file("u16"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(score(scratch.file("u16")) < trained - 1.0);
     // A GPT-2 reference for a Llama model is an error naming the reference's config.
     result = run("unlearn --model " + scratch.file("m1") + " --forget " + forget + " --forget-loss npo --steps 1" +
                      " --reference " + fixtures + "/gpt_tiny --out " + scratch.file("bad"),
@@ -321,6 +329,9 @@ BOOST_AUTO_TEST_CASE(bad_training_flags_are_one_line_errors) {
     fails(unlearn + "--forget-loss simnpo --retain-loss nll --steps 2", "--retain");
     fails(unlearn + "--forget-loss simnpo --retain " + files.retain + " --steps 2", "--retain-loss");
     fails(unlearn + "--forget-loss simnpo --steps 2 --reference " + files.model, "--reference");
+    fails(unlearn + "--forget-loss npo --steps 2 --weights-dtype bf16", "--weights-dtype bf16 needs --precision bf16");
+    fails(unlearn + "--forget-loss npo --steps 2 --weights-dtype fp16", "--weights-dtype");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --precision bf16 --weights-dtype bf16", "--weights-dtype");
     fails(unlearn + "--forget-loss simnpo --steps 2 --warmup-steps 3", "--warmup-steps");
     fails(unlearn + "--forget-loss simnpo --steps 2 --resume " + scratch.file("nowhere"), "nowhere");
     fails(unlearn + "--forget-loss dpo --steps 2 --refusals " +

@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <simnpo.hpp>
@@ -375,6 +376,87 @@ BOOST_AUTO_TEST_CASE(bf16_needs_a_float_cpu_model) {
     BOOST_CHECK_EXCEPTION(simnpo::parse_precision("fp16", "--precision"), simnpo::Error, [](const simnpo::Error& e) {
         return std::string(e.what()) == "--precision: precision must be fp32 or bf16, not 'fp16'";
     });
+}
+
+namespace {
+
+// The model with each matrix and embedding table replaced by its bfloat16
+// rounding, in fp32 storage: what a copy stored in BF16 must score as.
+template <class Model>
+Model with_tables_rounded(const Model& model) {
+    Model twin(model.config());
+    twin.params() = model.params();
+    for (const auto& slot : twin.layout().slots())
+        if (slot.shape.size() == 2)
+            for (auto& w : twin.param(slot.name)) w = static_cast<float>(rounded(w));
+    twin.set_precision(Precision::bf16);
+    return twin;
+}
+
+template <class Model>
+void check_bf16_storage(Model& model, std::uint32_t seed, const char* what) {
+    model.set_precision(Precision::bf16);
+    const Model frozen = model.frozen_in_bf16();
+    const Model twin = with_tables_rounded(model);
+    const auto batch = simnpo::data::make_batch(random_examples(model.config().vocab_size, seed));
+    const auto a = frozen.score(batch), b = twin.score(batch), c = model.score(batch);
+    BOOST_TEST((a.logprobs == b.logprobs), what);
+    BOOST_TEST((a.logsumexp == b.logsumexp), what);
+    BOOST_TEST((a.head_inputs == b.head_inputs), what);
+    // The embedding rows really are the rounded ones: the model's own differ,
+    // unless its tables hold bfloat16 values already (a checkpoint saved in BF16).
+    bool tables_exact = true;
+    for (const auto& slot : model.layout().slots())
+        if (slot.shape.size() == 2)
+            for (const float w : std::as_const(model).param(slot.name)) tables_exact = tables_exact && rounded(w) == w;
+    BOOST_TEST(((a.head_inputs == c.head_inputs) == tables_exact), what << ": tables exact " << tables_exact);
+    // Half the weights' memory: no fp32 slab, no gradients, no training.
+    BOOST_TEST((frozen.weights_dtype() == simnpo::WeightsDtype::bf16));
+    Model copy = frozen;
+    const auto refused = [](const std::string& fragment) {
+        return [fragment](const simnpo::Error& e) { return std::string(e.what()).find(fragment) != std::string::npos; };
+    };
+    BOOST_CHECK_EXCEPTION(copy.params(), simnpo::Error, refused("params() of a model whose weights are stored in BF16"));
+    BOOST_CHECK_EXCEPTION(copy.forward(batch), simnpo::Error, refused("forward() of a model whose weights"));
+    BOOST_CHECK_EXCEPTION(copy.set_precision(Precision::fp32), simnpo::Error, refused("stored in BF16"));
+    model.set_precision(Precision::fp32);
+    BOOST_CHECK_EXCEPTION(model.frozen_in_bf16(), simnpo::Error, refused("need BF16 products"));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(weights_stored_in_bf16_score_as_the_bf16_model_with_its_tables_rounded) {
+    Gpt gpt(gpt_config());
+    simnpo::model::init_weights(gpt, 7);
+    check_bf16_storage(gpt, 1, "gpt2");
+    // qwen2 has q, k and v biases, adjacent in the slab and read as one; phi3 fuses its projections.
+    for (const std::string variant : {"llama3", "qwen2", "phi3"}) {
+        auto llama = simnpo::model::load<Llama>(SIMNPO_FIXTURES_DIR "/llama/" + variant);
+        check_bf16_storage(llama, 2, variant.c_str());
+    }
+}
+
+// NPO's ℓ_ref and KL's reference distributions from a reference stored in
+// BF16 (train::Options::reference_weights) are those of a BF16 reference whose
+// tables were rounded: three unlearning steps give the same bits.
+BOOST_AUTO_TEST_CASE(unlearning_with_a_reference_stored_in_bf16) {
+    const auto forget = counting(1, 1), retain = counting(2, -1);
+    Gpt start(gpt_config());
+    simnpo::model::init_weights(start, 5);
+    start.set_precision(Precision::bf16);
+    const sl::NPO_KL objective{sl::NPO{}, sl::KL{}};
+    const st::Options options{.steps = 3, .batch_size = 4, .seed = 1, .reference_weights = simnpo::WeightsDtype::bf16};
+    Gpt stored = start, twin_run = start;
+    st::unlearn(stored, objective, simnpo::optim::AdamW({.lr = 1e-3}), forget, retain, options);
+    sl::FrozenReference<Gpt> rounded_reference(with_tables_rounded(start));
+    st::unlearn(twin_run, rounded_reference, objective, simnpo::optim::AdamW({.lr = 1e-3}), forget, retain, options);
+    BOOST_TEST((stored.params() == twin_run.params()));
+    BOOST_TEST((stored.params() != start.params()));
+    // A model in fp32 mode has no BF16 products for such a reference.
+    Gpt fp32 = start;
+    fp32.set_precision(Precision::fp32);
+    BOOST_CHECK_THROW(st::unlearn(fp32, objective, simnpo::optim::AdamW({.lr = 1e-3}), forget, retain, options),
+                      simnpo::Error);
 }
 
 BOOST_AUTO_TEST_CASE(a_bf16_fine_tune_follows_the_fp32_loss_curve) {

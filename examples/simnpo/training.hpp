@@ -75,6 +75,9 @@ loss, one retain batch (the retain set is cycled). Writes the result to DIR2.
   --forget-weight W        w_f in L = w_f L_forget + w_r L_retain (default 1)
   --retain-weight W        w_r (default 1)
   --reference DIR          the frozen reference model for npo, dpo and kl (default: --model)
+  --weights-dtype fp32|bf16   how the reference stores its weights (default fp32); bf16 keeps its
+                           matrices and embedding tables in BF16 only, half their memory (needs
+                           --precision bf16; the reference's embeddings are then rounded too)
   --refusals R.jsonl       dpo's refusal answers, {"answer_ids": [...]} or {"answer": "..."} lines
   --out DIR2               where the unlearned model (and checkpoints) go
 )";
@@ -253,7 +256,7 @@ template <class Backend>
 int run_unlearn(const std::vector<std::string>& words) {
     auto valued = detail::training_valued;
     valued.insert({"--forget", "--retain", "--forget-loss", "--retain-loss", "--beta", "--gamma", "--forget-weight",
-                   "--retain-weight", "--reference", "--refusals"});
+                   "--retain-weight", "--reference", "--refusals", "--weights-dtype"});
     const Args args("simnpo unlearn", words, valued, detail::training_switches);
     if (args.help()) {
         std::cout << unlearn_usage << training_flags << text_flags;
@@ -280,6 +283,13 @@ int run_unlearn(const std::vector<std::string>& words) {
     const bool needs_reference = forget_loss == "npo" || forget_loss == "dpo" || retain_loss == "kl";
     if (args.has("--reference") && !needs_reference)
         fail("simnpo unlearn: --reference applies to npo, dpo and kl only (", forget_loss, " and ", retain_loss, " use none)");
+    if (args.has("--weights-dtype") && !needs_reference)
+        fail("simnpo unlearn: --weights-dtype is the reference's, for npo, dpo and kl only (", forget_loss, " and ",
+             retain_loss, " use none)");
+    const WeightsDtype reference_weights =
+        parse_weights_dtype(args.choice("--weights-dtype", "fp32", {"fp32", "bf16"}), "--weights-dtype");
+    if (reference_weights == WeightsDtype::bf16 && t.precision != Precision::bf16)
+        fail("simnpo unlearn: --weights-dtype bf16 needs --precision bf16 (the reference's products are then BF16)");
 
     const OutputLock lock(t.out);
     detail::prepare_output(t);
@@ -291,6 +301,9 @@ int run_unlearn(const std::vector<std::string>& words) {
     if (forget_loss != "ga") t.options.run_config["beta"] = beta;
     if (forget_loss == "simnpo") t.options.run_config["gamma"] = gamma;
     if (needs_reference) t.options.run_config["reference"] = "model";  // the model as loaded; --reference replaces it
+    // Recorded when not the default, so that checkpoints from before the flag still resume.
+    if (reference_weights != WeightsDtype::fp32)
+        t.options.run_config["reference_weights"] = weights_dtype_name(reference_weights);
 
     return model::with_family(t.model_dir, [&]<class Family>(std::type_identity<Family>) {
         using Model = model::CausalLM<Family, Backend, float>;
@@ -308,6 +321,7 @@ int run_unlearn(const std::vector<std::string>& words) {
             using Objective = std::remove_cvref_t<decltype(objective)>;
             if constexpr (Objective::needs_reference) {
                 std::optional<loss::FrozenReference<Model>> reference;
+                const typename loss::FrozenReference<Model>::Options options{.weights = reference_weights};
                 if (args.has("--reference")) {
                     auto reference_model =
                         model::load<Model>(args.required("--reference"), make_backend<Backend>(t.tf32));
@@ -315,9 +329,9 @@ int run_unlearn(const std::vector<std::string>& words) {
                     if (reference_model.config().vocab_size != model.config().vocab_size)
                         fail(args.required("--reference"), ": the reference's vocabulary differs from the model's");
                     t.options.run_config["reference"] = train::detail::model_fingerprint(reference_model);
-                    reference.emplace(reference_model);
+                    reference.emplace(reference_model, options);
                 } else {
-                    reference.emplace(model);
+                    reference.emplace(model, options);
                 }
                 return detail::run_loop(model, *reference, objective, t, forget, retain);
             } else {

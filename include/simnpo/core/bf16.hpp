@@ -68,9 +68,25 @@ inline Precision parse_precision(std::string_view text, std::string_view where) 
     fail(where, ": precision must be fp32 or bf16, not '", std::string(text), "'");
 }
 
-// A weight matrix as the products read it: its fp32 (master) values and, in
-// BF16 mode, their bfloat16 rounding, which the products then multiply
-// (null in fp32 mode). Both point to the backend's memory.
+// How a frozen model (a reference, never trained) stores its weights. fp32:
+// as the trained model does. bf16: its matrices and embedding tables only as
+// their bfloat16 rounding, half the memory, its vectors (norm weights,
+// biases) in fp32 (CausalLM::frozen_in_bf16); its products are then BF16.
+enum class WeightsDtype { fp32, bf16 };
+
+inline std::string_view weights_dtype_name(WeightsDtype d) { return d == WeightsDtype::bf16 ? "bf16" : "fp32"; }
+
+inline WeightsDtype parse_weights_dtype(std::string_view text, std::string_view where) {
+    if (text == "fp32") return WeightsDtype::fp32;
+    if (text == "bf16") return WeightsDtype::bf16;
+    fail(where, ": weights dtype must be fp32 or bf16, not '", std::string(text), "'");
+}
+
+// A weight matrix (or embedding table) as the products and gathers read it:
+// its fp32 (master) values and, in BF16 mode, their bfloat16 rounding, which
+// the products then multiply (null in fp32 mode). A model that stores its
+// weights in BF16 (WeightsDtype::bf16) has the rounding only: values null.
+// Both point to the backend's memory.
 template <class S>
 struct Weight {
     const S* values = nullptr;

@@ -45,12 +45,19 @@ public:
 
     struct Options {
         std::size_t distribution_cache_bytes = std::size_t{1} << 30;  // 0: always recompute
+        // bf16: the copy keeps its matrices and embedding tables in BF16 only
+        // (CausalLM::frozen_in_bf16: half their memory; needs a model in BF16 mode).
+        WeightsDtype weights = WeightsDtype::fp32;
     };
 
+    // The reference computes as the model does (its precision).
     explicit FrozenReference(const Model& model, Options options = {})
-        : model_(model.config(), model.backend()), options_(options) {
+        : model_(options.weights == WeightsDtype::bf16 ? model.frozen_in_bf16()
+                                                       : Model(model.config(), model.backend())),
+          options_(options) {
+        if (options.weights == WeightsDtype::bf16) return;
         model_.params() = model.params();
-        model_.set_precision(model.precision());  // the reference computes as the model does
+        model_.set_precision(model.precision());
         // The reference is never differentiated (model() is const): its gradient slab would be dead weight.
         Buffer<Scalar>().swap(model_.grads());
     }

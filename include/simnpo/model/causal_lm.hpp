@@ -1,6 +1,7 @@
 #pragma once
 #include "simnpo/core/internal_check.hpp"
 
+#include <algorithm>
 #include <concepts>
 #include <type_traits>
 #include <cstdint>
@@ -65,17 +66,36 @@ struct LayerActivation {
     }
 };
 
-// The parameter slab as a trunk reads it: `p + offset` is a tensor's fp32
-// values; p.weight(offset) is a matrix as the products take it, with its
-// bfloat16 rounding in BF16 mode.
+// Where a 1-D tensor of the slab lies among the packed fp32 vectors of a
+// model whose weights are stored in BF16.
+struct PackedTensor {
+    std::size_t slab_offset = 0, packed_offset = 0;
+};
+
+// The parameter slab as a trunk reads it: `p + offset` is a 1-D tensor's fp32
+// values (norm weights, biases); p.weight(offset) a matrix or embedding table
+// as the products and gathers take it, with its bfloat16 rounding in BF16
+// mode. A model whose weights are stored in BF16 (CausalLM::frozen_in_bf16)
+// has no fp32 slab: its 1-D tensors are packed in `vectors`, in slab order
+// (so tensors adjacent in the slab stay adjacent), and its weights are the
+// rounding alone.
 template <class Scalar>
 struct Parameters {
-    const Scalar* values = nullptr;
-    const bf16* rounded = nullptr;  // the whole slab rounded (BF16 mode), else null
+    const Scalar* values = nullptr;  // the fp32 slab; null when the weights are stored in BF16
+    const bf16* rounded = nullptr;   // the whole slab rounded (BF16 mode), else null
+    const Scalar* vectors = nullptr;
+    std::span<const PackedTensor> packed;  // sorted by slab offset
 
-    const Scalar* operator+(std::size_t offset) const { return values + offset; }
+    const Scalar* operator+(std::size_t offset) const {
+        if (values != nullptr) return values + offset;
+        const auto found = std::lower_bound(packed.begin(), packed.end(), offset,
+                                            [](const PackedTensor& t, std::size_t o) { return t.slab_offset < o; });
+        if (found == packed.end() || found->slab_offset != offset)
+            fail("model: the tensor at slab offset ", offset, " is stored in BF16 only");
+        return vectors + found->packed_offset;
+    }
     Weight<Scalar> weight(std::size_t offset) const {
-        return {values + offset, rounded != nullptr ? rounded + offset : nullptr};
+        return {values != nullptr ? values + offset : nullptr, rounded != nullptr ? rounded + offset : nullptr};
     }
 };
 
@@ -135,26 +155,38 @@ public:
     // Writable access counts as a change: BF16 mode rounds the slab again
     // before the next pass. (Write through a reference taken after the last pass.)
     Buffer<Scalar>& params() {
+        check_fp32_weights("params()");
         ++params_version_;
         return params_;
     }
-    const Buffer<Scalar>& params() const { return params_; }
-    Buffer<Scalar>& grads() { return grads_; }
-    const Buffer<Scalar>& grads() const { return grads_; }
+    const Buffer<Scalar>& params() const {
+        check_fp32_weights("params()");
+        return params_;
+    }
+    Buffer<Scalar>& grads() {
+        check_fp32_weights("grads()");
+        return grads_;
+    }
+    const Buffer<Scalar>& grads() const {
+        check_fp32_weights("grads()");
+        return grads_;
+    }
 
     // Named views into the slabs, by Hugging Face tensor name ("h.0.ln_1.weight",
     // "model.layers.0.self_attn.q_proj.weight"). On a GPU backend they point to device memory.
     std::span<Scalar> param(std::string_view name) { return view(params(), name); }
-    std::span<const Scalar> param(std::string_view name) const { return view(params_, name); }
-    std::span<Scalar> grad(std::string_view name) { return view(grads_, name); }
-    std::span<const Scalar> grad(std::string_view name) const { return view(grads_, name); }
+    std::span<const Scalar> param(std::string_view name) const { return view(params(), name); }
+    std::span<Scalar> grad(std::string_view name) { return view(grads(), name); }
+    std::span<const Scalar> grad(std::string_view name) const { return view(grads(), name); }
 
-    void zero_grad() { fill_zero(backend_, grads_.data(), grads_.size()); }
+    void zero_grad() { fill_zero(backend_, grads().data(), grads_.size()); }
 
     // The precision of the products (core/bf16.hpp). BF16 needs float
     // parameters on the CPU, in a build with oneDNN.
     Precision precision() const { return precision_; }
     void set_precision(Precision precision) {
+        if (bf16_weights_ && precision != Precision::bf16)
+            fail("model: its weights are stored in BF16, so its products are BF16");
         if (precision == Precision::bf16) {
             if constexpr (!std::is_same_v<Scalar, float>)
                 fail("model: BF16 products need a float model");
@@ -163,14 +195,50 @@ public:
             else if constexpr (!backend::cpu::bf16_products_available)
                 fail("model: BF16 products need oneDNN, and this program was built without it (SIMNPO_USE_DNNL)");
         }
+        if (bf16_weights_) return;
         precision_ = precision;
         rounded_version_ = 0;
         if (precision != Precision::bf16) rounded_ = {};
     }
 
+    // A frozen copy for scoring (a reference model) with its weights stored
+    // in BF16 (WeightsDtype::bf16): its matrices and embedding tables only as
+    // the bfloat16 rounding that BF16 products multiply, half the memory of
+    // their fp32 values; its vectors (norm weights, biases) in fp32. It scores
+    // as this model does in BF16 mode, except that it gathers its embedding
+    // rows from the rounding too. It has no fp32 slab and no gradients:
+    // params(), grads() and forward() fail; score(), visit_logits() and being
+    // backward_kl()'s reference work. Needs BF16 mode (set_precision).
+    CausalLM frozen_in_bf16() const {
+        if (precision_ != Precision::bf16)
+            fail("model: weights stored in BF16 need BF16 products (set_precision(Precision::bf16) first)");
+        CausalLM frozen(config_, backend_, Unallocated{});
+        if constexpr (std::is_same_v<Backend, simnpo::cpu>) {
+            const Parameters<Scalar> p = parameters();  // rounded now if the weights changed
+            frozen.rounded_.assign(p.rounded, p.rounded + params_.size());
+            std::vector<TensorSlot> vectors;
+            for (const auto& slot : layout_.slots())
+                if (slot.shape.size() == 1) vectors.push_back(slot);
+            std::sort(vectors.begin(), vectors.end(),
+                      [](const TensorSlot& a, const TensorSlot& b) { return a.offset < b.offset; });
+            for (const auto& slot : vectors) {
+                frozen.packed_.push_back({slot.offset, frozen.vectors_.size()});
+                frozen.vectors_.insert(frozen.vectors_.end(), params_.data() + slot.offset,
+                                       params_.data() + slot.offset + slot.size);
+            }
+        }
+        frozen.precision_ = Precision::bf16;
+        frozen.bf16_weights_ = true;
+        return frozen;
+    }
+    WeightsDtype weights_dtype() const { return bf16_weights_ ? WeightsDtype::bf16 : WeightsDtype::fp32; }
+
     // The forward pass of training: the log-probability of every scored target
     // token, keeping every layer's activations for backward().
-    void forward(const data::Batch& batch, Logits logits = Logits::drop) { run(tape_, batch, true, logits); }
+    void forward(const data::Batch& batch, Logits logits = Logits::drop) {
+        check_fp32_weights("forward()");
+        run(tape_, batch, true, logits);
+    }
 
     // The forward pass of evaluation: the same log-probabilities, on a const
     // model, keeping no per-layer activations (one layer's buffers serve all).
@@ -449,7 +517,8 @@ private:
     // changed since the last rounding. (score() is const: the rounding is a
     // cache, so scoring one model from two threads at once is not supported.)
     Parameters<Scalar> parameters() const {
-        if (precision_ != Precision::bf16) return {params_.data(), nullptr};
+        if (bf16_weights_) return {nullptr, rounded_.data(), vectors_.data(), packed_};
+        if (precision_ != Precision::bf16) return {params_.data(), nullptr, nullptr, {}};
         if constexpr (std::is_same_v<Backend, simnpo::cpu> && std::is_same_v<Scalar, float>) {
             if (rounded_version_ != params_version_ + 1) {
                 rounded_.resize(params_.size());
@@ -457,7 +526,16 @@ private:
                 rounded_version_ = params_version_ + 1;
             }
         }
-        return {params_.data(), rounded_.data()};
+        return {params_.data(), rounded_.data(), nullptr, {}};
+    }
+
+    struct Unallocated {};
+    CausalLM(config_type config, Backend backend, Unallocated)
+        : config_(std::move(config)), layout_(config_), backend_(backend) {}
+
+    void check_fp32_weights(std::string_view what) const {
+        if (bf16_weights_)
+            fail("model: ", what, " of a model whose weights are stored in BF16: it is frozen, for scoring only");
     }
 
     template <class Slab>
@@ -497,6 +575,11 @@ private:
     std::uint64_t params_version_ = 0;        // bumped by every writable access to params_
     mutable Buffer<bf16> rounded_;            // BF16 mode: params_ rounded, as of version rounded_version_ − 1
     mutable std::uint64_t rounded_version_ = 0;  // 0: not rounded yet
+    // Weights stored in BF16 (frozen_in_bf16): rounded_ is the slab, and the
+    // 1-D tensors are packed in vectors_, placed by packed_.
+    bool bf16_weights_ = false;
+    std::vector<Scalar> vectors_;
+    std::vector<PackedTensor> packed_;
     Pass tape_;  // what the last forward() left for backward()
 };
 

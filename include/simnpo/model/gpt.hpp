@@ -58,7 +58,7 @@ struct Gpt2Trunk {
                           const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B, std::int64_t T) {
         const std::int64_t C = config.n_embd, H = config.n_head, L = config.n_layer, BT = B * T;
         const double eps = config.layer_norm_epsilon;
-        encoder_forward(backend, residual_.at(0), tokens, p + layout.wte(), p + layout.wpe(), B, T, C);
+        encoder_forward(backend, residual_.at(0), tokens, p.weight(layout.wte()), p.weight(layout.wpe()), B, T, C);
         for (std::int64_t l = 0; l < L; ++l) {
             const BlockOffsets& w = layout.block(static_cast<std::size_t>(l));
             const std::int64_t k = keep_ ? l : 0;  // the activations' slice

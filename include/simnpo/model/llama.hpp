@@ -142,7 +142,7 @@ struct LlamaTrunk {
         const std::int64_t QKV = c.qkv_width(), L = c.num_hidden_layers;
         const double eps = c.rms_norm_eps;
         const auto bias = [&](std::size_t offset) { return offset == LlamaBlockOffsets::none ? nullptr : p + offset; };
-        embedding_forward(backend, residual_.at(0), tokens, p + layout.embedding(), BT, C);
+        embedding_forward(backend, residual_.at(0), tokens, p.weight(layout.embedding()), BT, C);
         for (std::int64_t l = 0; l < L; ++l) {
             const LlamaBlockOffsets& w = layout.block(static_cast<std::size_t>(l));
             const std::int64_t k = keep_ ? l : 0;

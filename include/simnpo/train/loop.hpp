@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "simnpo/core/bf16.hpp"
 #include "simnpo/core/error.hpp"
 #include "simnpo/core/fingerprint.hpp"
 #include "simnpo/core/grad_store.hpp"
@@ -44,6 +45,9 @@ struct Options {
     std::int64_t save_every = 0;              // a checkpoint every N steps (0: none)
     std::filesystem::path checkpoint_dir = {};  // where: checkpoint_dir/checkpoint-<step>
     std::filesystem::path resume = {};          // a checkpoint to continue from (empty: start afresh)
+    // How the reference that unlearn(model, objective, ...) makes stores its
+    // weights (loss::FrozenReference::Options::weights; bf16 needs a model in BF16 mode).
+    WeightsDtype reference_weights = WeightsDtype::fp32;
     // The caller's part of the run configuration, for what the loop cannot see
     // (the objective and its settings, the reference): recorded in each
     // checkpoint's trainer_state.json with the loop's own keys, and compared
@@ -354,7 +358,7 @@ Summary unlearn(Model& model, const Objective& objective, const Optimizer& optim
                 std::span<const data::Example> forget, std::span<const data::Example> retain,
                 const Options& options, Callbacks&&... callbacks) {
     if constexpr (Objective::needs_reference) {
-        loss::FrozenReference<Model> reference(model);
+        loss::FrozenReference<Model> reference(model, {.weights = options.reference_weights});
         return unlearn(model, reference, objective, optimizer, forget, retain, options,
                        std::forward<Callbacks>(callbacks)...);
     } else {

@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "simnpo/backend/cpu/common.hpp"
+#include "simnpo/core/bf16.hpp"
 #include "simnpo/core/grad_store.hpp"
 
 namespace simnpo::backend::cpu {
@@ -45,16 +46,28 @@ void residual_add(Tag, S* out, const S* inp, std::int64_t n) {
     });
 }
 
+namespace detail {
+
+// Element i of a table row: its fp32 value, or its stored bfloat16 widened
+// (a model that stores its weights in BF16 has no fp32 values).
+template <class S>
+S table_value(const Weight<S>& table, std::int64_t i) {
+    if (table.values != nullptr) return table.values[i];
+    return static_cast<S>(bf16_to_float(table.rounded[i].bits));
+}
+
+}  // namespace detail
+
 // out [B·T, C] = wte[tokens] + wpe[position].
 template <class S>
-void encoder_forward(Tag, S* out, const std::int32_t* tokens, const S* wte, const S* wpe,
-                     std::int64_t B, std::int64_t T, std::int64_t C) {
+void encoder_forward(Tag, S* out, const std::int32_t* tokens, Weight<std::type_identity_t<S>> wte,
+                     Weight<std::type_identity_t<S>> wpe, std::int64_t B, std::int64_t T, std::int64_t C) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t bt = 0; bt < B * T; ++bt) {
-        const S* token_row = wte + static_cast<std::int64_t>(tokens[bt]) * C;
-        const S* position_row = wpe + (bt % T) * C;
+        const std::int64_t token_row = static_cast<std::int64_t>(tokens[bt]) * C, position_row = (bt % T) * C;
         S* y = out + bt * C;
-        for (std::int64_t c = 0; c < C; ++c) y[c] = token_row[c] + position_row[c];
+        for (std::int64_t c = 0; c < C; ++c)
+            y[c] = detail::table_value(wte, token_row + c) + detail::table_value(wpe, position_row + c);
     }
 }
 
@@ -107,9 +120,14 @@ void swiglu_backward(Tag, S* dgate_up, const S* dout, const S* gate_up, std::int
 
 // out [N, C] = weight[tokens[n]]: the token embedding, no positions (the Llama family's are rotary).
 template <class S>
-void embedding_forward(Tag, S* out, const std::int32_t* tokens, const S* weight, std::int64_t N, std::int64_t C) {
+void embedding_forward(Tag, S* out, const std::int32_t* tokens, Weight<std::type_identity_t<S>> weight, std::int64_t N,
+                       std::int64_t C) {
 #pragma omp parallel for schedule(static)
-    for (std::int64_t n = 0; n < N; ++n) std::copy_n(weight + static_cast<std::int64_t>(tokens[n]) * C, C, out + n * C);
+    for (std::int64_t n = 0; n < N; ++n) {
+        const std::int64_t row = static_cast<std::int64_t>(tokens[n]) * C;
+        if (weight.values != nullptr) std::copy_n(weight.values + row, C, out + n * C);
+        else for (std::int64_t c = 0; c < C; ++c) out[n * C + c] = detail::table_value(weight, row + c);
+    }
 }
 
 // Adds each row of dout [N, C] into dweight [V, C] at its token's row; with

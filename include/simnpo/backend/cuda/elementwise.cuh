@@ -9,6 +9,7 @@
 #include <thrust/system_error.h>
 
 #include "simnpo/backend/cuda/common.cuh"
+#include "simnpo/core/bf16.hpp"
 #include "simnpo/core/grad_store.hpp"
 
 namespace simnpo::backend::cuda {
@@ -160,12 +161,20 @@ void residual_add(Tag, S* out, const S* inp, std::int64_t n) {
     SIMNPO_CUDA_LAUNCHED("residual_add_kernel");
 }
 
+// A table's fp32 values: weights stored in BF16 are the CPU's only so far.
+template <class S>
+const S* table_values(const Weight<S>& table) {
+    if (table.values == nullptr) fail("CUDA: weights stored in BF16 are built for the CPU only so far");
+    return table.values;
+}
+
 // out [B·T, C] = wte[tokens] + wpe[position].
 template <class S>
-void encoder_forward(Tag, S* out, const std::int32_t* tokens, const S* wte, const S* wpe, std::int64_t B,
-                     std::int64_t T, std::int64_t C) {
+void encoder_forward(Tag, S* out, const std::int32_t* tokens, Weight<std::type_identity_t<S>> wte,
+                     Weight<std::type_identity_t<S>> wpe, std::int64_t B, std::int64_t T, std::int64_t C) {
     require_float<S>();
-    encoder_forward_kernel<<<static_cast<unsigned>(B * T), block_threads, 0, stream()>>>(out, tokens, wte, wpe, T, C);
+    encoder_forward_kernel<<<static_cast<unsigned>(B * T), block_threads, 0, stream()>>>(
+        out, tokens, table_values(wte), table_values(wpe), T, C);
     SIMNPO_CUDA_LAUNCHED("encoder_forward_kernel");
 }
 
@@ -201,10 +210,12 @@ void swiglu_backward(Tag, S* dgate_up, const S* dout, const S* gate_up, std::int
 
 // out [N, C] = weight[tokens[n]].
 template <class S>
-void embedding_forward(Tag, S* out, const std::int32_t* tokens, const S* weight, std::int64_t N, std::int64_t C) {
+void embedding_forward(Tag, S* out, const std::int32_t* tokens, Weight<std::type_identity_t<S>> weight, std::int64_t N,
+                       std::int64_t C) {
     require_float<S>();
     if (N == 0) return;
-    embedding_forward_kernel<<<static_cast<unsigned>(N), block_threads, 0, stream()>>>(out, tokens, weight, C);
+    embedding_forward_kernel<<<static_cast<unsigned>(N), block_threads, 0, stream()>>>(out, tokens,
+                                                                                        table_values(weight), C);
     SIMNPO_CUDA_LAUNCHED("embedding_forward_kernel");
 }
 
