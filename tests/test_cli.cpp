@@ -470,6 +470,18 @@ BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
                                                     {.max_new_tokens = 20, .stop_token = 299});
     BOOST_TEST(answers[0].at("question") == question);
     BOOST_TEST(answers[0].at("answer").get<std::string>() == tokenizer.decode(ids));
+    // In BF16, as the library's decoder does in BF16 mode.
+    scratch.write("question.txt", question + "\n");
+    result = run("generate --model " + scratch.file("trained") + " --file " + scratch.file("question.txt") +
+                     " --max-new-tokens 20 --precision bf16",
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    auto bf16_model = model;
+    bf16_model.set_precision(simnpo::Precision::bf16);
+    const auto bf16_ids = simnpo::model::generate_greedy(bf16_model, std::span<const std::int32_t>(prompt),
+                                                         {.max_new_tokens = 20, .stop_token = 299});
+    BOOST_TEST(nlohmann::json::parse(result.output).at("answer").get<std::string>() == tokenizer.decode(bf16_ids));
 
     // eval: the JSON holds every aggregate and every question; the table is printed.
     result = run("eval --benchmark tofu --model " + scratch.file("trained") + " --retain-model " + scratch.file("init") +
@@ -492,6 +504,18 @@ BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
     BOOST_TEST(report.at("questions").at("world_facts").size() == 117u);
     // Trained on forget01 for 40 steps, the model prefers its answers more than the untrained one.
     BOOST_TEST(aggregates.at("forget").at("probability").get<double>() > 1.0 / 300);
+    // In BF16: the same scores to BF16's rounding.
+    result = run("eval --benchmark tofu --model " + scratch.file("trained") + " --retain-model " + scratch.file("init") +
+                     " --tokenizer " + scratch.file("tok") + " --data " + tofu +
+                     " --split forget01 --max-new-tokens 8 --precision bf16 --out " + scratch.file("eval16.json"),
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    const double fp32_probability = aggregates.at("forget").at("probability").get<double>();
+    const double bf16_probability =
+        simnpo::read_json_file(scratch.file("eval16.json")).at("aggregates").at("forget").at("probability").get<double>();
+    BOOST_TEST(std::abs(bf16_probability - fp32_probability) <= 0.05 * fp32_probability);
+    BOOST_TEST(bf16_probability != fp32_probability);
 
     // Errors: one line, naming the flag or the file.
     check_error(run("eval --benchmark tofu --model " + scratch.file("init") + " --data " + tofu + " --split forget01",
@@ -508,6 +532,10 @@ BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
                     scratch),
                 "nowhere/forget01_perturbed.jsonl");
     check_error(run("generate --model " + scratch.file("trained"), scratch), "--question");
+    check_error(run("eval --benchmark tofu --model " + scratch.file("trained") + " --data " + tofu +
+                        " --split forget01 --precision fp16",
+                    scratch),
+                "--precision");
     check_error(run("generate --model " + scratch.file("trained") + " --question Who --prompt-template 'Q: A:'", scratch),
                 "--prompt-template");
     check_error(run("train --model " + scratch.file("init") + " --data " + forget + " --out " + scratch.file("x") +

@@ -318,6 +318,36 @@ BOOST_AUTO_TEST_CASE(fused_kl_matches_kl_forward_backward_and_a_double_loop) {
     }
 }
 
+// The KL alone (fused_head_kl, an evaluation's) is the backward's kl, bit for
+// bit, and a double loop's to the same bounds.
+BOOST_AUTO_TEST_CASE(the_kl_without_its_gradient_is_the_backwards_kl) {
+    std::uint64_t seed = 300;
+    for (const Shape& shape : shapes) {
+        const auto [N, C, V, Vc] = shape;
+        const HeadInputs in(shape, seed += 10);
+        const ReferenceInputs ref(shape, 16, seed + 5);
+        const Vec kl = kl_loop(in.inp, in.head, ref.inp, ref.head, N, C, ref.C, V);
+        const auto check = [&]<class S>(S, double kl_bound) {
+            const auto inp = as<S>(in.inp), head = as<S>(in.head), ref_inp = as<S>(ref.inp), ref_head = as<S>(ref.head);
+            std::vector<S> workspace(cpu::head_workspace_size<S>(N, Vc)), ref_workspace(workspace.size());
+            std::vector<S> logprobs(size(N)), logsumexp(size(N)), ref_logprobs(size(N)), ref_logsumexp(size(N));
+            cpu::fused_head_logprobs(tag, ref_logprobs.data(), ref_logsumexp.data(), ref_workspace.data(),
+                                     ref_inp.data(), ref_head.data(), in.targets.data(), N, ref.C, V, Vc);
+            cpu::fused_head_logprobs(tag, logprobs.data(), logsumexp.data(), workspace.data(), inp.data(),
+                                     head.data(), in.targets.data(), N, C, V, Vc);
+            Vec alone(size(N), 0.5);
+            cpu::fused_head_kl(tag, alone.data(), workspace.data(), ref_workspace.data(), inp.data(), head.data(),
+                               logsumexp.data(), ref_inp.data(), ref_head.data(), ref_logsumexp.data(), N, C, ref.C, V,
+                               Vc);
+            const auto with_gradient = fused_kl<S>(in, ref, 0.37, GradStore::overwrite);
+            BOOST_TEST((alone == with_gradient.kl), "N " << N << " V " << V << " Vc " << Vc);
+            BOOST_TEST(relative_error(alone, kl) < kl_bound);
+        };
+        check(double{}, 1e-12);
+        check(float{}, 5e-6);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(fused_head_chunks_visit_the_vocabulary_in_order) {
     // Per-row moments of the log-probabilities (what a membership-inference
     // statistic reads), chunk by chunk, from the logsumexp of a forward pass.

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <simnpo.hpp>
@@ -73,6 +75,60 @@ BOOST_AUTO_TEST_CASE(decoder_logits_match_the_forward_at_every_position) {
     decoder.reset();
     BOOST_TEST(std::abs(decoder.feed(sequence[0])[4] - reference[4]) < 1e-10);
     BOOST_CHECK_EXCEPTION(decoder.feed(23), simnpo::Error, message_has({"token id 23 is outside the vocabulary"}));
+}
+
+namespace {
+
+// The largest |decoder − forward| over a sequence's logits, and the largest |logit|.
+template <class Model>
+std::pair<double, double> decoder_against_forward(Model& model, const Ids& sequence) {
+    const simnpo::data::Example example{{sequence.front()}, Ids(sequence.begin() + 1, sequence.end())};
+    model.forward(simnpo::data::make_batch(std::span(&example, 1)), simnpo::model::Logits::keep);
+    const std::vector<float> reference(model.logits().begin(), model.logits().end());
+    const std::int64_t V = model.config().vocab_size;
+    simnpo::model::Decoder<Model> decoder(model);
+    double worst = 0.0, scale = 0.0;
+    for (std::size_t t = 0; t + 1 < sequence.size(); ++t) {
+        const auto& logits = decoder.feed(sequence[t]);
+        for (std::int64_t v = 0; v < V; ++v) {
+            const auto expected = static_cast<double>(reference[static_cast<std::size_t>(t) * V + v]);
+            worst = std::max(worst, std::abs(static_cast<double>(logits[v]) - expected));
+            scale = std::max(scale, std::abs(expected));
+        }
+    }
+    return {worst, scale};
+}
+
+}  // namespace
+
+// In BF16 mode the decoder multiplies the same rounded weights and rounded
+// activations as the forward, with fp32 sums in another order (a row at a
+// time): the logits agree to fp32 sums' rounding, 1e-5 of their scale here,
+// far inside the BF16 mode's own distance from fp32, which is also checked.
+BOOST_AUTO_TEST_CASE(decoders_compute_in_the_models_precision) {
+    auto gpt = random_model<float>(5);
+    auto llama = simnpo::model::load<simnpo::model::Llama<simnpo::cpu, float>>(SIMNPO_FIXTURES_DIR "/llama/llama3");
+    const Ids sequence = {3, 17, 0, 22, 9, 9, 1, 14, 5, 20, 11, 2, 7, 16, 4, 8};
+    const auto check = [&](auto& model, const char* what) {
+        model.set_precision(simnpo::Precision::bf16);
+        const auto [worst, scale] = decoder_against_forward(model, sequence);
+        BOOST_TEST(worst <= 1e-5 * scale, what << ": |decoder - forward| " << worst << ", logits up to " << scale);
+        // The decoder in BF16 against the forward in fp32: the mode is in effect.
+        auto fp32 = model;
+        fp32.set_precision(simnpo::Precision::fp32);
+        const simnpo::data::Example example{{sequence.front()}, Ids(sequence.begin() + 1, sequence.end())};
+        fp32.forward(simnpo::data::make_batch(std::span(&example, 1)), simnpo::model::Logits::keep);
+        simnpo::model::Decoder<std::remove_cvref_t<decltype(model)>> decoder(model);
+        double apart = 0.0;
+        const auto& logits = decoder.feed(sequence[0]);
+        for (std::int64_t v = 0; v < model.config().vocab_size; ++v)
+            apart = std::max(apart, std::abs(static_cast<double>(logits[v] - fp32.logits()[static_cast<std::size_t>(v)])));
+        BOOST_TEST(apart > 1e-3 * scale, what << ": BF16 decoding gave fp32's logits (" << apart << ")");
+        BOOST_TEST_MESSAGE(what << ": |decoder - forward| " << worst << " in BF16, " << apart << " from fp32; scale "
+                                << scale);
+    };
+    check(gpt, "gpt2");
+    check(llama, "llama3");
 }
 
 BOOST_AUTO_TEST_CASE(greedy_tokens_are_the_argmax_of_a_full_forward_over_the_prefix) {

@@ -49,6 +49,8 @@ Prints a table; --out writes every aggregate and every per-example value as JSON
   --batch-size N           sequences per scoring forward (default 16)
   --max-new-tokens N       longest greedy answer (default 200)
   --threads N              CPU threads (default: all)
+  --precision fp32|bf16    matrix products in fp32 (default) or BF16 with fp32 sums, for the
+                           scoring and the generation of both models
 
 privacy only:
   --k X                    Min-K% and Min-K%++'s fraction of lowest tokens, in (0, 1] (default 0.4)
@@ -67,6 +69,7 @@ Prints one JSON object a line: {"question": ..., "answer": ...}.
   --file F                 questions, one a line (blank lines skipped)
   --max-new-tokens N       (default 200)
   --threads N              CPU threads (default: all)
+  --precision fp32|bf16    matrix products in fp32 (default) or BF16 with fp32 sums
 )";
 
 namespace detail {
@@ -122,20 +125,27 @@ inline void print_privacy_table(const eval::privacy::Report& report, std::size_t
 
 }  // namespace detail
 
-// The --retain-model, which reads the same token ids as the model.
+// The --precision of eval and generate.
+inline Precision parse_eval_precision(const Args& args) {
+    return parse_precision(args.choice("--precision", "fp32", {"fp32", "bf16"}), "--precision");
+}
+
+// The --retain-model, which reads the same token ids as the model, in its precision.
 template <class Model>
 Model load_retain_model(const Args& args, const Model& model) {
     auto retain = model::load<Model>(args.required("--retain-model"));
     if (retain.config().vocab_size != model.config().vocab_size)
         fail(args.required("--retain-model"), ": the retain model's vocabulary (", retain.config().vocab_size,
              " tokens) differs from the model's (", model.config().vocab_size, ")");
+    retain.set_precision(model.precision());
     return retain;
 }
 
 inline int run_eval(const std::vector<std::string>& words) {
     const Args args("simnpo eval", words,
                     {"--benchmark", "--model", "--retain-model", "--data", "--split", "--out", "--batch-size",
-                     "--max-new-tokens", "--threads", "--tokenizer", "--prompt-template", "--chat-template", "--k", "--prefix-tokens"},
+                     "--max-new-tokens", "--threads", "--tokenizer", "--prompt-template", "--chat-template", "--k",
+                     "--prefix-tokens", "--precision"},
                     {"--no-memorization"});
     if (args.help()) {
         std::cout << eval_usage << text_flags;
@@ -159,10 +169,13 @@ inline int run_eval(const std::vector<std::string>& words) {
         .prefix_tokens = static_cast<std::size_t>(args.integer("--prefix-tokens", 8, 0, 1 << 20)),
         .max_new_tokens = max_new_tokens,
         .memorization = !args.has("--no-memorization")};
+    const Precision precision = parse_eval_precision(args);
     args.apply_threads();
 
     return model::with_family(model_dir, [&]<class Family>(std::type_identity<Family>) {
-        const auto model = model::load<model::CausalLM<Family, simnpo::cpu, float>>(model_dir);
+        auto loaded = model::load<model::CausalLM<Family, simnpo::cpu, float>>(model_dir);
+        loaded.set_precision(precision);
+        const auto& model = loaded;
         const TextInput text(args, model_dir);
         const auto& format = text.required("simnpo eval");
         if (privacy) {
@@ -201,7 +214,7 @@ inline int run_eval(const std::vector<std::string>& words) {
 inline int run_generate(const std::vector<std::string>& words) {
     const Args args("simnpo generate", words,
                     {"--model", "--question", "--file", "--max-new-tokens", "--threads", "--tokenizer",
-                     "--prompt-template", "--chat-template"});
+                     "--prompt-template", "--chat-template", "--precision"});
     if (args.help()) {
         std::cout << generate_usage << text_flags;
         return 0;
@@ -210,9 +223,12 @@ inline int run_generate(const std::vector<std::string>& words) {
         fail("simnpo generate: give exactly one of --question and --file");
     const std::filesystem::path model_dir = args.required("--model");
     const auto max_new_tokens = args.integer("--max-new-tokens", 200, 1, 1 << 20);
+    const Precision precision = parse_eval_precision(args);
     args.apply_threads();
     return model::with_family(model_dir, [&]<class Family>(std::type_identity<Family>) {
-        const auto model = model::load<model::CausalLM<Family, simnpo::cpu, float>>(model_dir);
+        auto loaded = model::load<model::CausalLM<Family, simnpo::cpu, float>>(model_dir);
+        loaded.set_precision(precision);
+        const auto& model = loaded;
         const TextInput text(args, model_dir);
         const auto& format = text.required("simnpo generate");
 

@@ -35,7 +35,7 @@ the sum of log pi(y_t | x, y_<t) over the n answer tokens.
   --device cpu|cuda  where to compute (default cpu; cuda computes in float)
   --tf32             with --device cuda: matrix products on TF32 tensor cores
   --precision P      fp32 (default) or bf16: matrix products in BF16 with fp32
-                     sums (CPU, --dtype float)
+                     sums (--dtype float)
 )";
 
 template <class Backend, class Scalar>
@@ -82,8 +82,8 @@ int run_logprobs(const std::vector<std::string>& words) {
     if (on_gpu && dtype == "double") fail("simnpo logprobs: --device cuda computes in float (drop --dtype double)");
     if (args.has("--tf32") && !on_gpu) fail("simnpo logprobs: --tf32 applies to --device cuda only");
     const Precision precision = parse_precision(args.choice("--precision", "fp32", {"fp32", "bf16"}), "--precision");
-    if (precision == Precision::bf16 && (on_gpu || dtype == "double"))
-        fail("simnpo logprobs: --precision bf16 is built for --device cpu with --dtype float");
+    if (precision == Precision::bf16 && dtype == "double")
+        fail("simnpo logprobs: --precision bf16 computes in float (drop --dtype double)");
     const Backend backend = make_backend<Backend>(args.has("--tf32"));
     args.apply_threads();
     const TextInput text(args, model_dir);

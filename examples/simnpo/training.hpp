@@ -45,9 +45,10 @@ training flags:
   --log FILE               one JSON line per step (appended to when resuming)
   --device cpu|cuda        where to compute (default cpu; cuda needs a GPU and a CUDA build)
   --tf32                   with --device cuda: matrix products on TF32 tensor cores (faster, 10-bit inputs)
-  --precision fp32|bf16    matrix products in fp32 (default) or BF16 with fp32 sums (CPU, mixed precision:
-                           fp32 master weights, optimizer state, norms, softmax and losses); the
-                           reference model computes in the same precision
+  --precision fp32|bf16    matrix products in fp32 (default) or BF16 with fp32 sums (mixed precision:
+                           fp32 master weights, optimizer state, norms, softmax and losses; on the
+                           GPU cuBLASLt's BF16 tensor-core products); the reference model computes
+                           in the same precision
 )";
 
 constexpr const char* train_usage = R"(usage: simnpo train --model DIR --data D.jsonl --out DIR2 (--steps N | --epochs E) [flags]
@@ -145,8 +146,6 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
     if (args.has("--tf32") && !on_gpu) fail(command, ": --tf32 applies to --device cuda only");
     t.tf32 = args.has("--tf32");
     t.precision = parse_precision(args.choice("--precision", "fp32", {"fp32", "bf16"}), "--precision");
-    if (t.precision == Precision::bf16 && on_gpu)
-        fail(command, ": --precision bf16 is built for --device cpu only so far");
 
     t.optimizer = args.choice("--optimizer", "adamw", {"adamw", "sgd"});
     const double lr = args.real("--lr", default_lr, 0.0, huge);
@@ -290,6 +289,8 @@ int run_unlearn(const std::vector<std::string>& words) {
         parse_weights_dtype(args.choice("--weights-dtype", "fp32", {"fp32", "bf16"}), "--weights-dtype");
     if (reference_weights == WeightsDtype::bf16 && t.precision != Precision::bf16)
         fail("simnpo unlearn: --weights-dtype bf16 needs --precision bf16 (the reference's products are then BF16)");
+    if (reference_weights == WeightsDtype::bf16 && !std::is_same_v<Backend, simnpo::cpu>)
+        fail("simnpo unlearn: --weights-dtype bf16 is built for --device cpu only so far");
 
     const OutputLock lock(t.out);
     detail::prepare_output(t);

@@ -320,6 +320,46 @@ BOOST_AUTO_TEST_CASE(llama_family_models_match) {
     }
 }
 
+// BF16 mode on both sides: the same rounded weights and (up to the fp32
+// rounding of the activations before them) the same rounded activations,
+// multiplied with fp32 sums; an activation a float ulp apart may round to the
+// neighbouring bfloat16, so the bounds are looser than fp32's; and the GPU's
+// BF16 must be nearer the CPU's BF16 than fp32 is (on the CPU BF16 moves these
+// log-probabilities by 1.8e-4 (gpt2) and 1.9e-3 (llama3) of their scale).
+BOOST_AUTO_TEST_CASE(bf16_models_match) {
+    const auto check = [](auto& cpu, auto& gpu, const simnpo::data::Batch& batch) {
+        cpu.forward(batch);
+        const auto fp32 = cpu.logprobs();
+        cpu.set_precision(simnpo::Precision::bf16);
+        gpu.set_precision(simnpo::Precision::bf16);
+        cpu.forward(batch);
+        gpu.forward(batch);
+        const double error = relative_error(cpu.logprobs(), gpu.logprobs());
+        const double from_fp32 = relative_error(fp32, gpu.logprobs());
+        BOOST_TEST(error < 1e-3, "log-probabilities: relative error " << error);
+        BOOST_TEST(error < 0.25 * from_fp32, "the GPU's BF16 is " << error << " from the CPU's and " << from_fp32
+                                                                  << " from fp32");
+        const auto weights = random_weights(static_cast<std::size_t>(cpu.scored_count()), 3);
+        cpu.backward(std::span<const float>(weights), simnpo::GradStore::overwrite);
+        gpu.backward(std::span<const float>(weights), simnpo::GradStore::overwrite);
+        check_tensors(cpu.layout(), std::vector<float>(cpu.grads().begin(), cpu.grads().end()), host(gpu, gpu.grads()),
+                      1e-2, "BF16 gradient");
+    };
+    BOOST_TEST_CONTEXT("gpt2") {
+        const auto config = small_config();
+        CpuModel cpu = random_model(config, 3);
+        GpuModel gpu = to_gpu(cpu);
+        check(cpu, gpu, simnpo::data::make_batch(examples(config, 5, 11, 40)));
+    }
+    BOOST_TEST_CONTEXT("llama3") {
+        const char* fixtures = std::getenv("SIMNPO_FIXTURES_DIR");
+        const std::string dir = std::string(fixtures != nullptr ? fixtures : SIMNPO_FIXTURES_DIR) + "/llama/llama3";
+        auto cpu = simnpo::model::load<simnpo::model::Llama<simnpo::cpu, float>>(dir);
+        auto gpu = simnpo::model::load<simnpo::model::Llama<simnpo::cuda, float>>(dir);
+        check(cpu, gpu, simnpo::data::make_batch(simnpo::data::read_jsonl(dir + "/data.jsonl", cpu.config())));
+    }
+}
+
 // ---- The Llama family's kernels, each against its CPU twin (the oracle), in float.
 
 namespace {
@@ -396,6 +436,62 @@ BOOST_AUTO_TEST_CASE(linear_kernels_match) {
                     IC, OC, simnpo::GradStore::overwrite);
     for (auto& x : dweight) x /= 2;
     check_near(dweight, dweight_d, 1e-4, "linear_backward dweight, no bias");
+}
+
+// The BF16 products alone: the GPU rounds the weights to the CPU's bits, and
+// both multiply the same rounded inputs with fp32 sums (in their own orders).
+BOOST_AUTO_TEST_CASE(bf16_product_kernels_match) {
+    const std::int64_t N = 37, IC = 80, OC = 301;
+    const auto inp = random_weights(static_cast<std::size_t>(N * IC), 111);
+    const auto weight = random_weights(static_cast<std::size_t>(OC * IC), 112);
+    const auto bias = random_weights(static_cast<std::size_t>(OC), 113);
+    const auto dout = random_weights(static_cast<std::size_t>(N * OC), 114);
+    const auto inp_d = to_device(inp), weight_d = to_device(weight), bias_d = to_device(bias), dout_d = to_device(dout);
+    std::vector<simnpo::bf16> rounded(weight.size());
+    cpu::round_to_bf16(on_cpu, rounded.data(), weight.data(), static_cast<std::int64_t>(weight.size()));
+    gpu::DeviceBuffer<simnpo::bf16> rounded_d(weight.size());
+    gpu::round_to_bf16(on_gpu, rounded_d.data(), weight_d.data(), static_cast<std::int64_t>(weight.size()));
+    const auto device_rounding = to_host(rounded_d);
+    bool same_bits = true;
+    for (std::size_t i = 0; i < rounded.size(); ++i) same_bits = same_bits && rounded[i].bits == device_rounding[i].bits;
+    BOOST_TEST(same_bits, "the GPU rounds the weights to other bfloat16 values than the CPU");
+    const simnpo::Weight<float> w{weight.data(), rounded.data()}, w_d{weight_d.data(), rounded_d.data()};
+    const auto size = [](std::int64_t n) { return static_cast<std::size_t>(n); };
+    // [IC, OC] as matmul_* read it, [OC, IC] as linear_* and (with OC as V, IC as C) the LM head do.
+    std::vector<float> out(size(N * OC)), dinp(size(N * IC)), dweight(weight.size(), 1.0f), dbias(size(OC), 1.0f);
+    gpu::DeviceBuffer<float> out_d(out.size()), dinp_d(dinp.size()), dweight_d(dweight.size(), 1.0f),
+        dbias_d(dbias.size(), 1.0f);
+    const auto compare = [&](const char* what) {
+        check_near(out, out_d, 2e-5, std::string(what) + " forward");
+        check_near(dinp, dinp_d, 2e-5, std::string(what) + " dinp");
+        check_near(dweight, dweight_d, 2e-5, std::string(what) + " dweight");
+    };
+    matmul_forward(on_cpu, out.data(), inp.data(), w, bias.data(), N, IC, OC);
+    matmul_forward(on_gpu, out_d.data(), inp_d.data(), w_d, bias_d.data(), N, IC, OC);
+    matmul_backward(on_cpu, dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(), w, N, IC, OC,
+                    simnpo::GradStore::accumulate);
+    matmul_backward(on_gpu, dinp_d.data(), dweight_d.data(), dbias_d.data(), dout_d.data(), inp_d.data(), w_d, N, IC,
+                    OC, simnpo::GradStore::accumulate);
+    compare("matmul");
+    check_near(dbias, dbias_d, 2e-5, "matmul dbias");
+    linear_forward(on_cpu, out.data(), inp.data(), w, bias.data(), N, IC, OC);
+    linear_forward(on_gpu, out_d.data(), inp_d.data(), w_d, bias_d.data(), N, IC, OC);
+    linear_backward(on_cpu, dinp.data(), dweight.data(), nullptr, dout.data(), inp.data(), w, N, IC, OC,
+                    simnpo::GradStore::overwrite);
+    linear_backward(on_gpu, dinp_d.data(), dweight_d.data(), nullptr, dout_d.data(), inp_d.data(), w_d, N, IC, OC,
+                    simnpo::GradStore::overwrite);
+    compare("linear");
+    lm_head_forward(on_cpu, out.data(), inp.data(), w, N, IC, OC);
+    lm_head_forward(on_gpu, out_d.data(), inp_d.data(), w_d, N, IC, OC);
+    lm_head_backward(on_cpu, dinp.data(), dweight.data(), dout.data(), inp.data(), w, N, IC, OC,
+                     simnpo::GradStore::overwrite);
+    lm_head_backward(on_gpu, dinp_d.data(), dweight_d.data(), dout_d.data(), inp_d.data(), w_d, N, IC, OC,
+                     simnpo::GradStore::overwrite);
+    compare("lm_head");
+    // The products ran in BF16: fp32 weights give visibly other outputs.
+    gpu::DeviceBuffer<float> fp32_d(out.size());
+    lm_head_forward(on_gpu, fp32_d.data(), inp_d.data(), weight_d.data(), N, IC, OC);
+    BOOST_TEST(relative_error(to_host(fp32_d), to_host(out_d)) > 1e-3);
 }
 
 BOOST_AUTO_TEST_CASE(rmsnorm_kernels_match) {

@@ -17,9 +17,11 @@ namespace simnpo::eval {
 // tokens of `examples`:
 //   Σ_i Σ_{t∈y_i} KL(π_ref(·|ctx_t) ‖ π_θ(·|ctx_t)) / Σ_i |y_i|
 // the retain loss loss::KL measures, here as an evaluation: how far the model is
-// from, say, a model retrained without the forget data. The reference caches its
-// distributions, so repeated evaluations on the same examples cost one model
-// forward each.
+// from, say, a model retrained without the forget data. The reference caches
+// what it gives (on the CPU its head states, from which the fused head
+// computes both models' logits chunk by chunk without holding them;
+// elsewhere its distributions), so repeated evaluations on the same examples
+// cost one model forward each.
 template <class Model>
 double mean_token_kl(loss::FrozenReference<Model>& reference, const Model& model, std::span<const data::Example> examples,
                      std::int64_t batch_size = 256) {
@@ -34,6 +36,14 @@ double mean_token_kl(loss::FrozenReference<Model>& reference, const Model& model
     const auto step = static_cast<std::size_t>(batch_size);
     for (std::size_t begin = 0; begin < examples.size(); begin += step) {
         const auto chunk = examples.subspan(begin, std::min(step, examples.size() - begin));
+        if constexpr (Model::fuses_head) {
+            const auto scores = model.score(data::make_batch(chunk));
+            const auto states = reference.head_states(chunk);
+            for (const double kl : model.token_kl(scores, reference.model(), states.inputs, states.logsumexp))
+                sum += kl;
+            positions += static_cast<std::int64_t>(scores.logprobs.size());
+            continue;
+        }
         const auto scores = model.score(data::make_batch(chunk), model::Logits::keep);
         const auto scored = static_cast<std::int64_t>(scores.logprobs.size());
         const std::span<Scalar> ref = reference.distributions(chunk);

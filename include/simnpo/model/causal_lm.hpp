@@ -182,7 +182,7 @@ public:
     void zero_grad() { fill_zero(backend_, grads().data(), grads_.size()); }
 
     // The precision of the products (core/bf16.hpp). BF16 needs float
-    // parameters on the CPU, in a build with oneDNN.
+    // parameters, and on the CPU a build with oneDNN.
     Precision precision() const { return precision_; }
     void set_precision(Precision precision) {
         if (bf16_weights_ && precision != Precision::bf16)
@@ -190,9 +190,7 @@ public:
         if (precision == Precision::bf16) {
             if constexpr (!std::is_same_v<Scalar, float>)
                 fail("model: BF16 products need a float model");
-            else if constexpr (!std::is_same_v<Backend, simnpo::cpu>)
-                fail("model: BF16 products are built for the CPU only so far (use fp32 or TF32 on the GPU)");
-            else if constexpr (!backend::cpu::bf16_products_available)
+            else if constexpr (std::is_same_v<Backend, simnpo::cpu> && !backend::cpu::bf16_products_available)
                 fail("model: BF16 products need oneDNN, and this program was built without it (SIMNPO_USE_DNNL)");
         }
         if (bf16_weights_) return;
@@ -212,6 +210,8 @@ public:
     CausalLM frozen_in_bf16() const {
         if (precision_ != Precision::bf16)
             fail("model: weights stored in BF16 need BF16 products (set_precision(Precision::bf16) first)");
+        if constexpr (!std::is_same_v<Backend, simnpo::cpu>)
+            fail("model: weights stored in BF16 are built for the CPU only so far");
         CausalLM frozen(config_, backend_, Unallocated{});
         if constexpr (std::is_same_v<Backend, simnpo::cpu>) {
             const Parameters<Scalar> p = parameters();  // rounded now if the weights changed
@@ -364,12 +364,7 @@ public:
         const std::int64_t ref_C = reference.config_.width();
         if (pass.B == 0) fail("backward_kl: no forward pass to differentiate");
         if (pass.head_chunk == 0) fail("backward_kl: the last forward pass kept the logits (use Logits::drop)");
-        if (reference.config_.vocab_size != V)
-            fail("backward_kl: the reference's vocabulary (", reference.config_.vocab_size, ") is not the model's (", V,
-                 ")");
-        if (static_cast<std::int64_t>(ref_head_inputs.size()) != N * ref_C ||
-            static_cast<std::int64_t>(ref_logsumexp.size()) != N)
-            fail("backward_kl: ", ref_logsumexp.size(), " reference positions for ", N, " scored positions");
+        check_reference_states(reference, ref_head_inputs, ref_logsumexp, N, "backward_kl");
         pass.dhead_in.resize(static_cast<std::size_t>(N * C));
         pass.ref_workspace.resize(pass.head_workspace.size());
         std::vector<double> kl(static_cast<std::size_t>(N));
@@ -383,6 +378,47 @@ public:
                                C, ref_C, V, pass.head_chunk, store, forward_chunk);
         backward_trunk(store);
         return kl;
+    }
+
+    // The same KL(p_n ‖ q_n) at the positions of a score() pass of this model,
+    // with no gradient (an evaluation: eval::mean_token_kl).
+    std::vector<double> token_kl(const Scores& scores, const CausalLM& reference,
+                                 std::span<const Scalar> ref_head_inputs, std::span<const Scalar> ref_logsumexp) const
+        requires fuses_head
+    {
+        const std::int64_t C = config_.width(), V = config_.vocab_size, ref_C = reference.config_.width();
+        const auto N = static_cast<std::int64_t>(scores.logprobs.size());
+        if (static_cast<std::int64_t>(scores.head_inputs.size()) != N * C)
+            fail("token_kl: the scores hold ", scores.head_inputs.size(), " head inputs for ", N,
+                 " positions of width ", C, " (scores of another model?)");
+        check_reference_states(reference, ref_head_inputs, ref_logsumexp, N, "token_kl");
+        std::vector<double> kl(static_cast<std::size_t>(N));
+        if (N == 0) return kl;
+        const std::int64_t chunk =
+            backend::cpu::head_chunk_columns(N, V, backend::cpu::head_workspace_budget, sizeof(Scalar));
+        Buffer<Scalar> workspace(backend::cpu::head_workspace_size<Scalar>(N, chunk)), ref_workspace(workspace.size());
+        fused_head_kl(backend_, kl.data(), workspace.data(), ref_workspace.data(), scores.head_inputs.data(),
+                      parameters().weight(layout_.head()), scores.logsumexp.data(), ref_head_inputs.data(),
+                      reference.parameters().weight(reference.layout_.head()), ref_logsumexp.data(), N, C, ref_C, V,
+                      chunk);
+        return kl;
+    }
+
+    // The slab as a pass reads it (Parameters), rounded to bfloat16 first in
+    // BF16 mode when it has changed since the last rounding. The rounding is a
+    // cache behind const: call this once before passes on several threads
+    // (generate_greedy does), and none of them rounds again.
+    Parameters<Scalar> parameters() const {
+        if (bf16_weights_) return {nullptr, rounded_.data(), vectors_.data(), packed_};
+        if (precision_ != Precision::bf16) return {params_.data(), nullptr, nullptr, {}};
+        if constexpr (std::is_same_v<Scalar, float>) {
+            if (rounded_version_ != params_version_ + 1) {
+                rounded_.resize(params_.size());
+                round_to_bf16(backend_, rounded_.data(), params_.data(), static_cast<std::int64_t>(params_.size()));
+                rounded_version_ = params_version_ + 1;
+            }
+        }
+        return {params_.data(), rounded_.data(), nullptr, {}};
     }
 
 private:
@@ -513,25 +549,20 @@ private:
                             pass.lengths.data(), pass.B, pass.T, store);
     }
 
-    // The slab for a pass, rounded to bfloat16 first in BF16 mode when it has
-    // changed since the last rounding. (score() is const: the rounding is a
-    // cache, so scoring one model from two threads at once is not supported.)
-    Parameters<Scalar> parameters() const {
-        if (bf16_weights_) return {nullptr, rounded_.data(), vectors_.data(), packed_};
-        if (precision_ != Precision::bf16) return {params_.data(), nullptr, nullptr, {}};
-        if constexpr (std::is_same_v<Backend, simnpo::cpu> && std::is_same_v<Scalar, float>) {
-            if (rounded_version_ != params_version_ + 1) {
-                rounded_.resize(params_.size());
-                round_to_bf16(backend_, rounded_.data(), params_.data(), static_cast<std::int64_t>(params_.size()));
-                rounded_version_ = params_version_ + 1;
-            }
-        }
-        return {params_.data(), rounded_.data(), nullptr, {}};
-    }
-
     struct Unallocated {};
     CausalLM(config_type config, Backend backend, Unallocated)
         : config_(std::move(config)), layout_(config_), backend_(backend) {}
+
+    // A reference's head inputs [N, its width] and logsumexp [N] for N positions of this model's.
+    void check_reference_states(const CausalLM& reference, std::span<const Scalar> ref_head_inputs,
+                                std::span<const Scalar> ref_logsumexp, std::int64_t N, const char* what) const {
+        if (reference.config_.vocab_size != config_.vocab_size)
+            fail(what, ": the reference's vocabulary (", reference.config_.vocab_size, ") is not the model's (",
+                 config_.vocab_size, ")");
+        if (static_cast<std::int64_t>(ref_head_inputs.size()) != N * reference.config_.width() ||
+            static_cast<std::int64_t>(ref_logsumexp.size()) != N)
+            fail(what, ": ", ref_logsumexp.size(), " reference positions for ", N, " scored positions");
+    }
 
     void check_fp32_weights(std::string_view what) const {
         if (bf16_weights_)

@@ -62,6 +62,7 @@ std::vector<std::vector<std::int32_t>> generate_greedy(const Model& model,
                                                        const GenerateOptions& options = {}) {
     std::vector<std::vector<std::int32_t>> results(prompts.size());
     std::vector<std::string> errors(prompts.size());
+    model.parameters();  // rounded here in BF16 mode, not by every thread's decoder
 #pragma omp parallel for schedule(dynamic)
     for (std::size_t i = 0; i < prompts.size(); ++i) {
         try {

@@ -17,7 +17,8 @@ namespace simnpo::model {
 // keys and values (a KV cache, grown as the sequence grows). Each token runs
 // one row through the same kernels as LlamaTrunk::forward, with the rotary
 // tables of its position and attention_decode against the cache in place of
-// the full attention; test_llama checks the logits against the full forward.
+// the full attention, in the model's precision (BF16 products in BF16 mode);
+// test_llama checks the logits against the full forward.
 template <class Scalar>
 class LlamaDecoder {
 public:
@@ -59,37 +60,37 @@ public:
             fail("Decoder: the sequence is already max_position_embeddings = ", c.max_position_embeddings,
                  " tokens long");
         const simnpo::cpu cpu;
-        const Scalar* p = model_.params().data();
+        const Parameters<Scalar> p = model_.parameters();
         const auto bias = [&](std::size_t offset) { return offset == LlamaBlockOffsets::none ? nullptr : p + offset; };
         const double eps = c.rms_norm_eps;
         backend::cpu::rope_tables(cos_, sin_, std::span<const double>(inv_freq_), position_, 1);
         const std::int32_t tokens[1] = {token};
-        embedding_forward(cpu, x_.data(), tokens, p + layout.embedding(), 1, C);
+        embedding_forward(cpu, x_.data(), tokens, p.weight(layout.embedding()), 1, C);
         const std::int64_t n = position_ + 1;
         for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
             const LlamaBlockOffsets& w = layout.block(static_cast<std::size_t>(l));
             auto& keys = keys_[static_cast<std::size_t>(l)];
             auto& values = values_[static_cast<std::size_t>(l)];
             rmsnorm_forward(cpu, normed_.data(), rstd_.data(), x_.data(), p + w.input_norm, 1, C, eps);
-            linear_forward(cpu, qkv_.data(), normed_.data(), p + w.qkv_weight, bias(w.qkv_bias), 1, C, QKV);
+            linear_forward(cpu, qkv_.data(), normed_.data(), p.weight(w.qkv_weight), bias(w.qkv_bias), 1, C, QKV);
             rope_forward(cpu, qkv_.data(), cos_.data(), sin_.data(), 1, 1, H + KV, D, QKV);
             const Scalar* k = qkv_.data() + H * D;
             keys.insert(keys.end(), k, k + KV * D);
             values.insert(values.end(), k + KV * D, k + 2 * KV * D);
             attention_decode(cpu, attended_.data(), qkv_.data(), keys.data(), values.data(), n, H, KV, D,
                              c.sliding_window[static_cast<std::size_t>(l)]);
-            linear_forward(cpu, x2_.data(), attended_.data(), p + w.o_weight, bias(w.o_bias), 1, H * D, C);
+            linear_forward(cpu, x2_.data(), attended_.data(), p.weight(w.o_weight), bias(w.o_bias), 1, H * D, C);
             x2_ += x_;
             rmsnorm_forward(cpu, normed_.data(), rstd_.data(), x2_.data(), p + w.post_norm, 1, C, eps);
-            linear_forward(cpu, gate_up_.data(), normed_.data(), p + w.gate_up_weight, bias(w.gate_up_bias), 1, C,
+            linear_forward(cpu, gate_up_.data(), normed_.data(), p.weight(w.gate_up_weight), bias(w.gate_up_bias), 1, C,
                            2 * I);
             swiglu_forward(cpu, mlp_.data(), gate_up_.data(), 1, I);
-            linear_forward(cpu, x_.data(), mlp_.data(), p + w.down_weight, bias(w.down_bias), 1, I, C);
+            linear_forward(cpu, x_.data(), mlp_.data(), p.weight(w.down_weight), bias(w.down_bias), 1, I, C);
             x_ += x2_;
         }
         rmsnorm_forward(cpu, normed_.data(), rstd_.data(), x_.data(), p + layout.norm(), 1, C, eps);
-        linear_forward(cpu, logits_.data(), normed_.data(), p + layout.head(), static_cast<const Scalar*>(nullptr), 1,
-                       C, V);
+        linear_forward(cpu, logits_.data(), normed_.data(), p.weight(layout.head()), static_cast<const Scalar*>(nullptr),
+                       1, C, V);
         ++position_;
         return logits_;
     }

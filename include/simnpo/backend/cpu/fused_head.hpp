@@ -118,6 +118,35 @@ void head_chunk_logits(S* chunk, std::int64_t ld, const Weight<S>& inp, const We
     });
 }
 
+// Σ_v p_v·(log p_v − log q_v) over one chunk's columns of a row, from the
+// model's logits `row` and the reference's `ref` with their logsumexps (p =
+// softmax of the reference's), summed in double, with 0·log 0 = 0 where the
+// reference gives a token no mass.
+template <class Row, class S>
+double chunk_kl(const Row& row, const Row& ref, S logsumexp, S ref_logsumexp) {
+    const auto log_p = ref - ref_logsumexp;
+    const auto p = log_p.exp();
+    return (p > S(0)).select(p * (log_p - (row - logsumexp)), S(0)).template cast<double>().sum();
+}
+
+// Each row's KL chunk by chunk ([N, chunks], row-major), then summed in the
+// vocabulary's order, whichever order the chunks were visited in: the forward
+// and the backward (which runs from the last chunk) give the same bits.
+struct ChunkKl {
+    std::int64_t chunks, Vc;
+    std::vector<double> parts;
+    ChunkKl(std::int64_t N, std::int64_t V, std::int64_t Vc_)
+        : chunks((V + Vc_ - 1) / Vc_), Vc(Vc_), parts(static_cast<std::size_t>(N * chunks)) {}
+    double& at(std::int64_t n, std::int64_t v0) { return parts[static_cast<std::size_t>(n * chunks + v0 / Vc)]; }
+    void sum_into(double* kl) const {
+        const auto N = static_cast<std::int64_t>(parts.size()) / chunks;
+        for (std::int64_t n = 0; n < N; ++n) {
+            kl[n] = 0.0;
+            for (std::int64_t c = 0; c < chunks; ++c) kl[n] += parts[static_cast<std::size_t>(n * chunks + c)];
+        }
+    }
+};
+
 }  // namespace detail
 
 // Runs visit(v0, vc, chunk, ld) for the chunks [v0, v0 + vc) of the
@@ -259,7 +288,8 @@ void fused_head_kl_backward(Tag tag, S* dinp, S* dhead, double* kl, S* workspace
                             const S* ref_logsumexp, std::type_identity_t<S> scale, std::int64_t N, std::int64_t C,
                             std::int64_t ref_C, std::int64_t V, std::int64_t Vc, GradStore store,
                             ForwardChunk forward_chunk = ForwardChunk::recompute) {
-    std::fill_n(kl, N, 0.0);
+    detail::check_head_chunk(V, Vc, "fused_head_kl_backward");
+    detail::ChunkKl parts(N, V, Vc);
     S* ref_chunk = detail::head_chunk_rows(ref_workspace);
     std::vector<bf16> rounded_ref_inp;
     const Weight<S> ref_x = detail::head_operand(ref_inp, N, ref_C, ref_C, ref_head, rounded_ref_inp);
@@ -268,15 +298,37 @@ void fused_head_kl_backward(Tag tag, S* dinp, S* dhead, double* kl, S* workspace
 #pragma omp parallel for schedule(static)
         for (std::int64_t n = 0; n < N; ++n) {
             ArrayMap<S> row(chunk + n * ld, vc), ref(ref_chunk + n * ld, vc);
-            row -= logsumexp[n];  // log q
-            ref -= ref_logsumexp[n];  // log p
-            const auto p = ref.exp();
-            // p·(log p − log q), with 0·log 0 = 0 where the reference gives a token no mass.
-            kl[n] += (p > S(0)).select(p * (ref - row), S(0)).template cast<double>().sum();
-            row = scale * (row.exp() - p);
+            parts.at(n, v0) = detail::chunk_kl(row, ref, logsumexp[n], ref_logsumexp[n]);
+            row = scale * ((row - logsumexp[n]).exp() - (ref - ref_logsumexp[n]).exp());
         }
     };
     fused_head_backward(tag, dinp, dhead, workspace, inp, head, N, C, V, Vc, store, forward_chunk, to_grad);
+    parts.sum_into(kl);
+}
+
+// The kl [N] of fused_head_kl_backward alone, with no gradient: for a KL as
+// an evaluation (eval::mean_token_kl). workspace and ref_workspace hold
+// head_workspace_size<S>(N, Vc) each.
+template <class S>
+void fused_head_kl(Tag tag, double* kl, S* workspace, S* ref_workspace, const S* inp,
+                   Weight<std::type_identity_t<S>> head, const S* logsumexp, const S* ref_inp,
+                   Weight<std::type_identity_t<S>> ref_head, const S* ref_logsumexp, std::int64_t N, std::int64_t C,
+                   std::int64_t ref_C, std::int64_t V, std::int64_t Vc) {
+    detail::check_head_chunk(V, Vc, "fused_head_kl");
+    detail::ChunkKl parts(N, V, Vc);
+    S* ref_chunk = detail::head_chunk_rows(ref_workspace);
+    std::vector<bf16> rounded_ref_inp;
+    const Weight<S> ref_x = detail::head_operand(ref_inp, N, ref_C, ref_C, ref_head, rounded_ref_inp);
+    const auto add_chunk = [&](std::int64_t v0, std::int64_t vc, const S* chunk, std::int64_t ld) {
+        detail::head_chunk_logits(ref_chunk, ld, ref_x, ref_head, N, ref_C, v0, vc);
+#pragma omp parallel for schedule(static)
+        for (std::int64_t n = 0; n < N; ++n) {
+            const ConstArrayMap<S> row(chunk + n * ld, vc), ref(ref_chunk + n * ld, vc);
+            parts.at(n, v0) = detail::chunk_kl(row, ref, logsumexp[n], ref_logsumexp[n]);
+        }
+    };
+    fused_head_chunks(tag, workspace, inp, head, N, C, V, Vc, add_chunk);
+    parts.sum_into(kl);
 }
 
 }  // namespace simnpo::backend::cpu

@@ -70,6 +70,21 @@ public:
         return scratch_;
     }
 
+    // At least `bytes` of device memory in slot 0 or 1 for a product's operand
+    // rounded to bfloat16 (BF16 mode), valid until the next call for that
+    // slot: a backward's two activations at once. Growing waits as scratch() does.
+    void* rounding_scratch(int slot, std::size_t bytes) {
+        Area& area = rounding_[slot];
+        if (bytes > area.bytes) {
+            SIMNPO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+            if (area.data != nullptr) SIMNPO_CUDA_CHECK(cudaFree(area.data));
+            area = {};
+            SIMNPO_CUDA_CHECK(cudaMalloc(&area.data, bytes));
+            area.bytes = bytes;
+        }
+        return area.data;
+    }
+
     void synchronize() const { SIMNPO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
 private:
@@ -82,6 +97,8 @@ private:
     // The process is ending: the driver reclaims everything, and errors can no longer be reported.
     ~Context() {
         if (scratch_ != nullptr) (void)cudaFree(scratch_);
+        for (Area& area : rounding_)
+            if (area.data != nullptr) (void)cudaFree(area.data);
         (void)cudaFree(workspace_);
         (void)cublasLtDestroy(blas_);
         (void)cudaStreamDestroy(stream_);
@@ -92,6 +109,11 @@ private:
     void* workspace_ = nullptr;
     void* scratch_ = nullptr;
     std::size_t scratch_bytes_ = 0;
+    struct Area {
+        void* data = nullptr;
+        std::size_t bytes = 0;
+    };
+    Area rounding_[2];
 };
 
 inline cudaStream_t stream() { return Context::get().stream(); }

@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <type_traits>
 
+#include <cuda_bf16.h>
+
 #include "simnpo/backend/cuda/common.cuh"
 #include "simnpo/core/bf16.hpp"
 #include "simnpo/core/error.hpp"
@@ -19,8 +21,9 @@ namespace simnpo::backend::cuda {
 // dimension ld, optionally a strided batch. Owns its layout descriptor.
 class LtLayout {
 public:
-    LtLayout(std::int64_t rows, std::int64_t cols, std::int64_t ld, int batch, std::int64_t batch_stride) {
-        SIMNPO_CUDA_CHECK(cublasLtMatrixLayoutCreate(&layout_, CUDA_R_32F, static_cast<std::uint64_t>(rows),
+    LtLayout(std::int64_t rows, std::int64_t cols, std::int64_t ld, int batch, std::int64_t batch_stride,
+             cudaDataType_t type = CUDA_R_32F) {
+        SIMNPO_CUDA_CHECK(cublasLtMatrixLayoutCreate(&layout_, type, static_cast<std::uint64_t>(rows),
                                                      static_cast<std::uint64_t>(cols), ld));
         if (batch > 1) {
             SIMNPO_CUDA_CHECK(cublasLtMatrixLayoutSetAttribute(layout_, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
@@ -42,12 +45,14 @@ private:
 //   C [M, N] = op(A) · op(B)  (+ C when accumulate)  (+ bias [N] on every row)
 // op(A) is [M, K], op(B) [K, N]; row strides lda, ldb, ldc. With batch > 1, the
 // same for `batch` triples of matrices stride_a, stride_b, stride_c apart.
+// A and B are float, or with bf16_inputs bfloat16 (BF16 mode: the tensor
+// cores multiply them with fp32 sums); C and the bias are float.
 struct Gemm {
     bool accumulate = false, transpose_a = false, transpose_b = false;
     std::int64_t M = 0, N = 0, K = 0;
-    const float* A = nullptr;
+    const void* A = nullptr;
     std::int64_t lda = 0;
-    const float* B = nullptr;
+    const void* B = nullptr;
     std::int64_t ldb = 0;
     float* C = nullptr;
     std::int64_t ldc = 0;
@@ -55,13 +60,14 @@ struct Gemm {
     int batch = 1;
     std::int64_t stride_a = 0, stride_b = 0, stride_c = 0;
     float alpha = 1.0f;
+    bool bf16_inputs = false;
 };
 
 // The alignment in bytes (up to 256, cuBLASLt's default assumption) that a
-// matrix starting at `p`, and every matrix of its batch, has.
-inline std::uint32_t alignment_of(const void* p, std::int64_t batch_stride) {
+// matrix of `element_bytes` elements starting at `p`, and every matrix of its batch, has.
+inline std::uint32_t alignment_of(const void* p, std::int64_t batch_stride, std::size_t element_bytes) {
     const auto address = reinterpret_cast<std::uintptr_t>(p);
-    const auto stride = static_cast<std::uintptr_t>(batch_stride) * sizeof(float);
+    const auto stride = static_cast<std::uintptr_t>(batch_stride) * element_bytes;
     std::uint32_t alignment = 256;
     while (alignment > 4 && (address % alignment != 0 || stride % alignment != 0)) alignment /= 2;
     return alignment;
@@ -76,10 +82,12 @@ public:
     // cuBLASLt is column-major, where a row-major matrix reads as its
     // transpose: the plan computes Cᵀ = op(B)ᵀ · op(A)ᵀ, which is C.
     GemmPlan(const Tag& tag, const Gemm& g)
-        : first_(g.transpose_b ? g.K : g.N, g.transpose_b ? g.N : g.K, g.ldb, g.batch, g.stride_b),
-          second_(g.transpose_a ? g.M : g.K, g.transpose_a ? g.K : g.M, g.lda, g.batch, g.stride_a),
+        : first_(g.transpose_b ? g.K : g.N, g.transpose_b ? g.N : g.K, g.ldb, g.batch, g.stride_b, input_type(g)),
+          second_(g.transpose_a ? g.M : g.K, g.transpose_a ? g.K : g.M, g.lda, g.batch, g.stride_a, input_type(g)),
           out_(g.N, g.M, g.ldc, g.batch, g.stride_c) {
-        const cublasComputeType_t compute = tag.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        // BF16 inputs: fp32 sums (their tensor-core kernels); TF32 concerns fp32 inputs only.
+        const cublasComputeType_t compute =
+            tag.tf32 && !g.bf16_inputs ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
         SIMNPO_CUDA_CHECK(cublasLtMatmulDescCreate(&desc_, compute, CUDA_R_32F));
         const cublasOperation_t op_first = g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
         const cublasOperation_t op_second = g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -120,10 +128,13 @@ public:
     GemmPlan& operator=(const GemmPlan&) = delete;
     ~GemmPlan() { (void)cublasLtMatmulDescDestroy(desc_); }
 
+    static cudaDataType_t input_type(const Gemm& g) { return g.bf16_inputs ? CUDA_R_16BF : CUDA_R_32F; }
+
     // The alignments of the four operands (first, second, C, D as cuBLASLt names them).
     static std::array<std::uint32_t, 4> plan_alignments(const Gemm& g) {
-        const std::uint32_t c = alignment_of(g.C, g.stride_c);
-        return {alignment_of(g.B, g.stride_b), alignment_of(g.A, g.stride_a), c, c};
+        const std::size_t input_bytes = g.bf16_inputs ? sizeof(bf16) : sizeof(float);
+        const std::uint32_t c = alignment_of(g.C, g.stride_c, sizeof(float));
+        return {alignment_of(g.B, g.stride_b, input_bytes), alignment_of(g.A, g.stride_a, input_bytes), c, c};
     }
 
     void run(const Gemm& g) const {
@@ -144,14 +155,17 @@ private:
 };
 
 // What makes two products share a plan: everything but the pointers' values.
-inline std::array<std::int64_t, 18> plan_key(const Tag& tag, const Gemm& g) {
+using PlanKey = std::array<std::int64_t, 19>;
+
+inline PlanKey plan_key(const Tag& tag, const Gemm& g) {
     const auto alignments = GemmPlan::plan_alignments(g);
-    return {tag.tf32, g.transpose_a, g.transpose_b, g.bias != nullptr, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, g.batch,
-            g.stride_a, g.stride_b, g.stride_c, alignments[0], alignments[1], alignments[2], alignments[3]};
+    return {tag.tf32,   g.bf16_inputs, g.transpose_a,  g.transpose_b,  g.bias != nullptr, g.M, g.N,
+            g.K,        g.lda,         g.ldb,          g.ldc,          g.batch,           g.stride_a, g.stride_b,
+            g.stride_c, alignments[0], alignments[1], alignments[2], alignments[3]};
 }
 
 struct PlanKeyHash {
-    std::size_t operator()(const std::array<std::int64_t, 18>& key) const {
+    std::size_t operator()(const PlanKey& key) const {
         std::size_t hash = 0xcbf29ce484222325ULL;
         for (const std::int64_t value : key) hash = (hash ^ static_cast<std::size_t>(value)) * 0x100000001b3ULL;
         return hash;
@@ -162,7 +176,7 @@ struct PlanKeyHash {
 inline void gemm(const Tag& tag, const Gemm& g) {
     if (g.M == 0 || g.N == 0) return;
     Context::get();  // created before the plans, so destroyed after them
-    static std::unordered_map<std::array<std::int64_t, 18>, std::unique_ptr<GemmPlan>, PlanKeyHash> plans;
+    static std::unordered_map<PlanKey, std::unique_ptr<GemmPlan>, PlanKeyHash> plans;
     auto& plan = plans[plan_key(tag, g)];
     if (!plan) plan = std::make_unique<GemmPlan>(tag, g);
     plan->run(g);
@@ -209,11 +223,40 @@ void column_sums(S* out, const S* x, std::int64_t N, std::int64_t C, bool accumu
 // The kernels below have the CPU backend's signatures and meaning
 // (simnpo/backend/cpu/matmul.hpp).
 
-// A weight's fp32 values: the products here are fp32 (or TF32) only.
-inline const float* fp32(const Weight<float>& w) {
-    if (w.rounded != nullptr) fail("CUDA: BF16 products are not built yet (use --precision fp32 on the GPU)");
+template <class S>
+__global__ void round_to_bf16_kernel(bf16* out, const S* in, std::int64_t n) {
+    const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i < n) out[i].bits = __bfloat16_as_ushort(__float2bfloat16_rn(in[i]));
+}
+
+// out [n] = in rounded to bfloat16, to nearest even (BF16 mode's copy of the
+// weights, and of a product's activations).
+template <class S>
+void round_to_bf16(Tag, bf16* out, const S* in, std::int64_t n) {
+    require_float<S>();
+    if (n == 0) return;
+    round_to_bf16_kernel<S><<<grid_for(n), block_threads, 0, stream()>>>(out, in, n);
+    SIMNPO_CUDA_LAUNCHED("round_to_bf16_kernel");
+}
+
+namespace detail {
+
+// A product's operand in the precision of the weight it meets: an activation
+// [n] rounded into rounding slot `slot` when the weight is BF16, else as it is.
+inline Weight<float> activation(const float* values, std::int64_t n, bool bf16_mode, int slot) {
+    if (!bf16_mode) return {values, nullptr};
+    auto* rounded = static_cast<bf16*>(Context::get().rounding_scratch(slot, static_cast<std::size_t>(n) * sizeof(bf16)));
+    round_to_bf16(Tag{}, rounded, values, n);
+    return {values, rounded};
+}
+
+// The pointer a product reads: the rounding in BF16 mode, else the fp32 values.
+inline const void* operand(const Weight<float>& w, bool bf16_mode) {
+    if (bf16_mode) return w.rounded;
     return w.values;
 }
+
+}  // namespace detail
 
 // out [N, OC] = inp [N, IC] · weight [IC, OC] + bias [OC] (bias may be null).
 template <class S>
@@ -221,8 +264,10 @@ void matmul_forward(Tag tag, S* out, const S* inp, Weight<std::type_identity_t<S
                     const std::type_identity_t<S>* bias,
                     std::int64_t N, std::int64_t IC, std::int64_t OC) {
     require_float<S>();
-    gemm(tag, {.M = N, .N = OC, .K = IC, .A = inp, .lda = IC, .B = fp32(weight), .ldb = OC, .C = out, .ldc = OC,
-               .bias = bias});
+    const bool low = weight.rounded != nullptr;
+    const auto x = detail::activation(inp, N * IC, low, 0);
+    gemm(tag, {.M = N, .N = OC, .K = IC, .A = detail::operand(x, low), .lda = IC, .B = detail::operand(weight, low),
+               .ldb = OC, .C = out, .ldc = OC, .bias = bias, .bf16_inputs = low});
 }
 
 // Writes dinp [N, IC] = dout · weightᵀ; stores (per `store`) dweight [IC, OC] =
@@ -232,11 +277,12 @@ void matmul_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbia
                      Weight<std::type_identity_t<S>> weight, std::int64_t N, std::int64_t IC, std::int64_t OC,
                      GradStore store) {
     require_float<S>();
-    const bool accumulate = store == GradStore::accumulate;
-    gemm(tag, {.transpose_b = true, .M = N, .N = IC, .K = OC, .A = dout, .lda = OC, .B = fp32(weight), .ldb = OC,
-               .C = dinp, .ldc = IC});
-    gemm(tag, {.accumulate = accumulate, .transpose_a = true, .M = IC, .N = OC, .K = N, .A = inp, .lda = IC,
-               .B = dout, .ldb = OC, .C = dweight, .ldc = OC});
+    const bool accumulate = store == GradStore::accumulate, low = weight.rounded != nullptr;
+    const auto dy = detail::activation(dout, N * OC, low, 0), x = detail::activation(inp, N * IC, low, 1);
+    gemm(tag, {.transpose_b = true, .M = N, .N = IC, .K = OC, .A = detail::operand(dy, low), .lda = OC,
+               .B = detail::operand(weight, low), .ldb = OC, .C = dinp, .ldc = IC, .bf16_inputs = low});
+    gemm(tag, {.accumulate = accumulate, .transpose_a = true, .M = IC, .N = OC, .K = N, .A = detail::operand(x, low),
+               .lda = IC, .B = detail::operand(dy, low), .ldb = OC, .C = dweight, .ldc = OC, .bf16_inputs = low});
     if (dbias != nullptr) column_sums(dbias, dout, N, OC, accumulate);
 }
 
@@ -246,8 +292,10 @@ void linear_forward(Tag tag, S* out, const S* inp, Weight<std::type_identity_t<S
                     const std::type_identity_t<S>* bias,
                     std::int64_t N, std::int64_t IC, std::int64_t OC) {
     require_float<S>();
-    gemm(tag, {.transpose_b = true, .M = N, .N = OC, .K = IC, .A = inp, .lda = IC, .B = fp32(weight), .ldb = IC, .C = out,
-               .ldc = OC, .bias = bias});
+    const bool low = weight.rounded != nullptr;
+    const auto x = detail::activation(inp, N * IC, low, 0);
+    gemm(tag, {.transpose_b = true, .M = N, .N = OC, .K = IC, .A = detail::operand(x, low), .lda = IC,
+               .B = detail::operand(weight, low), .ldb = IC, .C = out, .ldc = OC, .bias = bias, .bf16_inputs = low});
 }
 
 // Writes dinp [N, IC] = dout · weight; stores (per `store`) dweight [OC, IC] =
@@ -257,10 +305,12 @@ void linear_backward(Tag tag, S* dinp, S* dweight, std::type_identity_t<S>* dbia
                      Weight<std::type_identity_t<S>> weight, std::int64_t N, std::int64_t IC, std::int64_t OC,
                      GradStore store) {
     require_float<S>();
-    const bool accumulate = store == GradStore::accumulate;
-    gemm(tag, {.M = N, .N = IC, .K = OC, .A = dout, .lda = OC, .B = fp32(weight), .ldb = IC, .C = dinp, .ldc = IC});
-    gemm(tag, {.accumulate = accumulate, .transpose_a = true, .M = OC, .N = IC, .K = N, .A = dout, .lda = OC,
-               .B = inp, .ldb = IC, .C = dweight, .ldc = IC});
+    const bool accumulate = store == GradStore::accumulate, low = weight.rounded != nullptr;
+    const auto dy = detail::activation(dout, N * OC, low, 0), x = detail::activation(inp, N * IC, low, 1);
+    gemm(tag, {.M = N, .N = IC, .K = OC, .A = detail::operand(dy, low), .lda = OC, .B = detail::operand(weight, low),
+               .ldb = IC, .C = dinp, .ldc = IC, .bf16_inputs = low});
+    gemm(tag, {.accumulate = accumulate, .transpose_a = true, .M = OC, .N = IC, .K = N, .A = detail::operand(dy, low),
+               .lda = OC, .B = detail::operand(x, low), .ldb = IC, .C = dweight, .ldc = IC, .bf16_inputs = low});
     if (dbias != nullptr) column_sums(dbias, dout, N, OC, accumulate);
 }
 
@@ -269,8 +319,10 @@ template <class S>
 void lm_head_forward(Tag tag, S* logits, const S* inp, Weight<std::type_identity_t<S>> wte, std::int64_t N,
                      std::int64_t C, std::int64_t V) {
     require_float<S>();
-    gemm(tag, {.transpose_b = true, .M = N, .N = V, .K = C, .A = inp, .lda = C, .B = fp32(wte), .ldb = C, .C = logits,
-               .ldc = V});
+    const bool low = wte.rounded != nullptr;
+    const auto x = detail::activation(inp, N * C, low, 0);
+    gemm(tag, {.transpose_b = true, .M = N, .N = V, .K = C, .A = detail::operand(x, low), .lda = C,
+               .B = detail::operand(wte, low), .ldb = C, .C = logits, .ldc = V, .bf16_inputs = low});
 }
 
 // Writes dinp [N, C] = dlogits · wte; stores (per `store`) dwte [V, C] = dlogitsᵀ · inp.
@@ -278,9 +330,13 @@ template <class S>
 void lm_head_backward(Tag tag, S* dinp, S* dwte, const S* dlogits, const S* inp, Weight<std::type_identity_t<S>> wte,
                       std::int64_t N, std::int64_t C, std::int64_t V, GradStore store) {
     require_float<S>();
-    gemm(tag, {.M = N, .N = C, .K = V, .A = dlogits, .lda = V, .B = fp32(wte), .ldb = C, .C = dinp, .ldc = C});
+    const bool low = wte.rounded != nullptr;
+    const auto dy = detail::activation(dlogits, N * V, low, 0), x = detail::activation(inp, N * C, low, 1);
+    gemm(tag, {.M = N, .N = C, .K = V, .A = detail::operand(dy, low), .lda = V, .B = detail::operand(wte, low),
+               .ldb = C, .C = dinp, .ldc = C, .bf16_inputs = low});
     gemm(tag, {.accumulate = store == GradStore::accumulate, .transpose_a = true, .M = V, .N = C, .K = N,
-               .A = dlogits, .lda = V, .B = inp, .ldb = C, .C = dwte, .ldc = C});
+               .A = detail::operand(dy, low), .lda = V, .B = detail::operand(x, low), .ldb = C, .C = dwte, .ldc = C,
+               .bf16_inputs = low});
 }
 
 }  // namespace simnpo::backend::cuda
