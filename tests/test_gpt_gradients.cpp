@@ -7,6 +7,8 @@
 
 #include <simnpo.hpp>
 
+#include "support/scoped_threads.hpp"
+
 BOOST_AUTO_TEST_SUITE(test_gpt_gradients)
 
 namespace {
@@ -177,9 +179,9 @@ BOOST_AUTO_TEST_CASE(layernorm_gradients_do_not_depend_on_the_thread_count) {
     std::vector<float> out(size(N * C)), mean(size(N)), rstd(size(N));
     cpu::layernorm_forward(cpu::Tag{}, out.data(), mean.data(), rstd.data(), inp.data(), weight.data(), bias.data(),
                            N, C, 1e-5);
-    const int threads_before = simnpo::thread_count();
+    simnpo::testing::ScopedThreads scope(1);
     const auto backward = [&](int threads) {
-        simnpo::set_threads(threads);
+        scope.set(threads);
         std::vector<float> grads(size(N * C + 2 * C), 0.25f);  // dinp, dweight, dbias, accumulated into
         cpu::layernorm_backward(cpu::Tag{}, grads.data(), grads.data() + N * C, grads.data() + N * C + C, dout.data(),
                                 inp.data(), weight.data(), mean.data(), rstd.data(), N, C,
@@ -188,7 +190,6 @@ BOOST_AUTO_TEST_CASE(layernorm_gradients_do_not_depend_on_the_thread_count) {
     };
     const auto one = backward(1);
     for (const int threads : {2, 3, 1, 2}) BOOST_TEST((backward(threads) == one));
-    simnpo::set_threads(threads_before);
 }
 
 BOOST_AUTO_TEST_SUITE_END()  // test_gpt_gradients

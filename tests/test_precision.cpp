@@ -17,6 +17,7 @@
 #include <simnpo.hpp>
 
 #include "support/counting.hpp"
+#include "support/scoped_threads.hpp"
 
 BOOST_AUTO_TEST_SUITE(test_precision)
 
@@ -250,7 +251,7 @@ BOOST_AUTO_TEST_CASE(bf16_products_do_not_depend_on_the_thread_count) {
     // GPT-2 small's shapes at 64 tokens (the products' kernels and their
     // splitting are oneDNN's, chosen per shape).
     const std::int64_t N = 64;
-    const int threads = simnpo::thread_count();
+    simnpo::testing::ScopedThreads threads(1);
     for (const auto& [IC, OC] : {std::pair<std::int64_t, std::int64_t>{768, 2304}, {768, 3072}, {3072, 768}}) {
         const auto inp = draw(size(N * IC), 1), weight = draw(size(IC * OC), 2), dout = draw(size(N * OC), 3);
         const auto weight16 = round_all(weight);
@@ -265,14 +266,13 @@ BOOST_AUTO_TEST_CASE(bf16_products_do_not_depend_on_the_thread_count) {
             out.insert(out.end(), dweight.begin(), dweight.end());
             return out;
         };
-        simnpo::set_threads(1);
+        threads.set(1);
         const auto one = run();
         for (const int count : {2, 3}) {
-            simnpo::set_threads(count);
+            threads.set(count);
             BOOST_TEST((run() == one), IC << " x " << OC << ": " << count << " threads differ from one");
         }
     }
-    simnpo::set_threads(threads);
 }
 
 // ---- the BF16 mode of a model ----
@@ -477,16 +477,14 @@ BOOST_AUTO_TEST_CASE(a_bf16_fine_tune_follows_the_fp32_loss_curve) {
         std::vector<double> values;
         void on_step(const st::StepInfo& info) { values.push_back(info.loss); }
     };
-    const int threads = simnpo::thread_count();
     const auto run = [&](Precision precision) {
-        simnpo::set_threads(1);
+        const simnpo::testing::ScopedThreads one_thread(1);
         Gpt model(gpt_config());
         simnpo::model::init_weights(model, 5);
         model.set_precision(precision);
         Losses losses;
         st::train(model, simnpo::optim::AdamW({.lr = 3e-3, .weight_decay = 0.0}), both,
                   {.steps = 200, .batch_size = 8}, losses);
-        simnpo::set_threads(threads);
         return losses.values;
     };
     const auto fp32 = run(Precision::fp32), bf16 = run(Precision::bf16);
@@ -514,8 +512,7 @@ BOOST_AUTO_TEST_CASE(bf16_unlearning_forgets_the_forget_set_and_keeps_the_retain
     const auto forget = counting(1, 1), retain = counting(2, -1);
     std::vector<Example> both = forget;
     both.insert(both.end(), retain.begin(), retain.end());
-    const int threads = simnpo::thread_count();
-    simnpo::set_threads(1);
+    const simnpo::testing::ScopedThreads one_thread(1);
     Gpt model(gpt_config());
     simnpo::model::init_weights(model, 5);
     st::train(model, simnpo::optim::AdamW({.lr = 3e-3, .weight_decay = 0.0}), both, {.epochs = 60, .batch_size = 8});
@@ -538,7 +535,6 @@ BOOST_AUTO_TEST_CASE(bf16_unlearning_forgets_the_forget_set_and_keeps_the_retain
                                        << " -> " << retain_after);
     BOOST_TEST(forget_after < forget_before - 2.0);
     BOOST_TEST(retain_after > retain_before - 0.2);
-    simnpo::set_threads(threads);
 }
 
 BOOST_AUTO_TEST_SUITE_END()  // test_precision

@@ -15,6 +15,8 @@
 
 #include <simnpo.hpp>
 
+#include "support/scoped_threads.hpp"
+
 namespace simnpo::testing {
 
 using Vec = std::vector<double>;
@@ -78,14 +80,12 @@ inline void check_gradient(const std::function<double(const Vec&)>& f, Vec x, co
 // run() with 1, 2 and 3 threads gives the same bits; the thread count is restored.
 template <class Run>
 void check_thread_independent(Run run, const std::string& what) {
-    const int threads = thread_count();
-    set_threads(1);
+    ScopedThreads threads(1);
     const auto one = run();
     for (const int count : {2, 3}) {
-        set_threads(count);
+        threads.set(count);
         BOOST_TEST((run() == one), what << ": " << count << " threads differ from one");
     }
-    set_threads(threads);
 }
 
 }  // namespace simnpo::testing
