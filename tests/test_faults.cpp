@@ -165,6 +165,22 @@ BOOST_AUTO_TEST_CASE(temporaries_of_dead_processes_are_removed_and_live_ones_kep
     BOOST_TEST(fs::exists(scratch.path / ".model.tmp-1-0"));
 }
 
+// Another process's temporary inside a directory being saved over (a
+// writability probe of a run the lock then refuses) is in flight, not content:
+// the save leaves it out, and succeeds whether it is still there or already
+// gone (simnpo init twice at once into one directory met it gone).
+BOOST_AUTO_TEST_CASE(a_save_over_a_directory_leaves_other_processes_temporaries_out) {
+    const TempDir scratch;
+    const fs::path dir = scratch.path / "model";
+    simnpo::model::save(model(7), dir);
+    scratch.write("model/.probe.tmp-1-0", "");
+    scratch.write("model/notes.txt", "kept");
+    simnpo::model::save(model(8), dir);
+    BOOST_TEST(!fs::exists(dir / ".probe.tmp-1-0"));
+    BOOST_TEST(simnpo::read_file(dir / "notes.txt") == "kept");
+    BOOST_TEST(same_bits(simnpo::model::load<Model>(dir), model(8)));
+}
+
 BOOST_AUTO_TEST_CASE(an_output_lock_refuses_a_second_holder_naming_the_first) {
     const TempDir scratch;
     const fs::path dir = scratch.path / "out";

@@ -97,6 +97,11 @@ inline std::filesystem::path temporary_beside(const std::filesystem::path& targe
                                 std::to_string(counter++));
 }
 
+// Whether a directory entry's name is a temporary's (of any target, any process).
+inline bool is_temporary_name(std::string_view name) {
+    return name.starts_with('.') && name.find(".tmp-") != std::string_view::npos;
+}
+
 // Removes the temporaries of `target` left by processes that no longer run
 // (killed mid-save); those of live processes are theirs.
 inline void remove_stale_temporaries(const std::filesystem::path& target) {
@@ -156,10 +161,13 @@ inline void rename_or_fail(const std::filesystem::path& from, const std::filesys
 // Recreates `from` at `to` (which does not exist) with hard links to its files:
 // the entries of a directory that a save keeps, carried into the new directory
 // without copying their bytes. Where links are refused, the bytes are copied.
+// An entry that is gone by the time it is read was another process's (a
+// temporary it removed): there is nothing to carry.
 inline void link_tree(const std::filesystem::path& from, const std::filesystem::path& to) {
     namespace fs = std::filesystem;
-    const fs::file_status status = fs::symlink_status(from);
     std::error_code ec;
+    const fs::file_status status = fs::symlink_status(from, ec);
+    if (status.type() == fs::file_type::not_found) return;
     if (fs::is_symlink(status)) {
         fs::copy_symlink(from, to, ec);
         if (ec) fail(to.string(), ": cannot copy the symbolic link '", from.string(), "': ", ec.message());
@@ -206,7 +214,9 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
 // Writes a directory whole: files go into a temporary sibling, and commit()
 // puts it in place of the old directory in one rename (an exchange when one
 // exists). Whatever the old directory held that this save neither writes nor
-// remove()s (checkpoints, logs, a lock) is carried into the new one by hard links.
+// remove()s (checkpoints, logs, a lock) is carried into the new one by hard
+// links, except temporaries: another process's file in flight there (a
+// writability probe, a save refused by the lock) is not the directory's content.
 // Destroyed without commit(), it removes the temporary and the old directory
 // stays as it was. Signals are held back while it lives (SaveSection).
 class DirectoryWriter {
@@ -251,7 +261,8 @@ public:
         if (replacing)
             for (const auto& entry : fs::directory_iterator(dir_)) {
                 const auto name = entry.path().filename();
-                if (!written_.contains(name.string()) && !removed_.contains(name.string()))
+                if (!written_.contains(name.string()) && !removed_.contains(name.string()) &&
+                    !detail::is_temporary_name(name.string()))
                     detail::link_tree(entry.path(), stage_ / name);
             }
         detail::sync_directory(stage_);
