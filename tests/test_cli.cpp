@@ -134,6 +134,14 @@ BOOST_AUTO_TEST_CASE(every_training_command_runs_on_a_llama) {
     };
     const double untrained = score(scratch.file("m0")), trained = score(scratch.file("m1"));
     BOOST_TEST(trained > untrained + 1.0);
+    // Recomputing the blocks' activations trains to the same bits.
+    result = run("train --model " + scratch.file("m0") + " --data " + forget + " --out " + scratch.file("m1r") +
+                     " --steps 30 --lr 1e-2 --batch-size 2 --recompute blocks",
+                 scratch);
+    BOOST_TEST_INFO(result.output);
+    BOOST_REQUIRE_EQUAL(result.status, 0);
+    BOOST_TEST(simnpo::read_file(scratch.file("m1r/model.safetensors")) ==
+               simnpo::read_file(scratch.file("m1/model.safetensors")));
     result = run("unlearn --model " + scratch.file("m1") + " --forget " + forget + " --retain " + retain +
                      " --forget-loss npo --retain-loss kl --steps 10 --lr 1e-2 --out " + scratch.file("u"),
                  scratch);
@@ -338,6 +346,7 @@ BOOST_AUTO_TEST_CASE(bad_training_flags_are_one_line_errors) {
     fails(unlearn + "--forget-loss simnpo --steps 2 --reference " + files.model, "--reference");
     fails(unlearn + "--forget-loss npo --steps 2 --weights-dtype bf16", "--weights-dtype bf16 needs --precision bf16");
     fails(unlearn + "--forget-loss npo --steps 2 --weights-dtype fp16", "--weights-dtype");
+    fails(unlearn + "--forget-loss simnpo --steps 2 --recompute layers", "--recompute");
     fails(unlearn + "--forget-loss simnpo --steps 2 --precision bf16 --weights-dtype bf16", "--weights-dtype");
     fails(unlearn + "--forget-loss simnpo --steps 2 --warmup-steps 3", "--warmup-steps");
     fails(unlearn + "--forget-loss simnpo --steps 2 --resume " + scratch.file("nowhere"), "nowhere");

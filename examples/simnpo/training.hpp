@@ -49,6 +49,9 @@ training flags:
                            fp32 master weights, optimizer state, norms, softmax and losses; on the
                            GPU cuBLASLt's BF16 tensor-core products); the reference model computes
                            in the same precision
+  --recompute none|blocks  blocks: keep only each block's input and compute the rest again in the
+                           backward (activation recomputation: less memory, one more forward through
+                           the blocks, the same gradients bit for bit; default none)
 )";
 
 constexpr const char* train_usage = R"(usage: simnpo train --model DIR --data D.jsonl --out DIR2 (--steps N | --epochs E) [flags]
@@ -89,7 +92,7 @@ inline const std::set<std::string> training_valued = {
     "--model", "--out", "--steps", "--epochs", "--batch-size", "--grad-accum", "--optimizer", "--lr",
     "--weight-decay", "--momentum", "--adam-beta1", "--adam-beta2", "--adam-eps", "--max-grad-norm",
     "--schedule", "--warmup-steps", "--seed", "--threads", "--save-every", "--resume", "--resume-override", "--log",
-    "--device", "--tokenizer", "--prompt-template", "--chat-template", "--precision"};
+    "--device", "--tokenizer", "--prompt-template", "--chat-template", "--precision", "--recompute"};
 inline const std::set<std::string> training_switches = {"--tf32", "--group-by-length", "--overwrite"};
 
 // The flags train and unlearn share, validated.
@@ -97,6 +100,7 @@ struct Training {
     std::filesystem::path model_dir, out, log;
     bool tf32 = false;
     Precision precision = Precision::fp32;
+    model::Recompute recompute = model::Recompute::none;
     bool overwrite = false;
     train::Options options;
     std::string optimizer;
@@ -146,6 +150,7 @@ inline Training parse_training(const Args& args, double default_lr, const char* 
     if (args.has("--tf32") && !on_gpu) fail(command, ": --tf32 applies to --device cuda only");
     t.tf32 = args.has("--tf32");
     t.precision = parse_precision(args.choice("--precision", "fp32", {"fp32", "bf16"}), "--precision");
+    t.recompute = model::parse_recompute(args.choice("--recompute", "none", {"none", "blocks"}), "--recompute");
 
     t.optimizer = args.choice("--optimizer", "adamw", {"adamw", "sgd"});
     const double lr = args.real("--lr", default_lr, 0.0, huge);
@@ -241,6 +246,7 @@ int run_train(const std::vector<std::string>& words) {
     return model::with_family(t.model_dir, [&]<class Family>(std::type_identity<Family>) {
         auto model = model::load<model::CausalLM<Family, Backend, float>>(t.model_dir, make_backend<Backend>(t.tf32));
         model.set_precision(t.precision);
+        model.set_recompute(t.recompute);
         const TextInput text(args, t.model_dir);
         const auto examples = data::read_jsonl(data_path, model.config(), text.format());
         loss::NoReference none;
@@ -310,6 +316,7 @@ int run_unlearn(const std::vector<std::string>& words) {
         using Model = model::CausalLM<Family, Backend, float>;
         Model model = model::load<Model>(t.model_dir, make_backend<Backend>(t.tf32));
         model.set_precision(t.precision);
+        model.set_recompute(t.recompute);
         const TextInput text(args, t.model_dir);
         const auto forget = data::read_jsonl(args.required("--forget"), model.config(), text.format());
         const auto retain = args.has("--retain")

@@ -40,12 +40,30 @@ namespace simnpo::model {
 //   };
 //
 // A Trunk is the state one forward pass leaves for its backward: reserve()
-// sizes it for a batch shape, either keeping every layer's activations (for a
-// backward) or reusing one layer's buffers throughout (scoring only), then
-// forward() writes the final hidden states [B·T, C] and backward() takes their
-// gradient. Everything above the model (losses, Objective, FrozenReference,
-// optimizers, loops, checkpoints, evaluation, generation, the command) sees
-// only CausalLM and the CausalModel concept below, never a family's blocks.
+// sizes it for a batch shape and what to keep (Keep below), then forward()
+// writes the final hidden states [B·T, C] and backward() takes their
+// gradient; activation_bytes() says what it keeps. Everything above the model
+// (losses, Objective, FrozenReference, optimizers, loops, checkpoints,
+// evaluation, generation, the command) sees only CausalLM and the CausalModel
+// concept below, never a family's blocks.
+//
+// What a trunk's forward keeps for its backward: nothing (a scoring pass:
+// one layer's buffers serve every layer), every layer's activations, or only
+// each block's input, the rest computed again block by block in the backward
+// (activation recomputation, Recompute::blocks: the memory of the L block
+// inputs and one block's activations, for one more forward through the
+// blocks; the same kernels on the same inputs, so the same gradients bit for bit).
+enum class Keep { nothing, all, block_inputs };
+
+// A model's choice for its training passes: keep every activation, or recompute each block's.
+enum class Recompute { none, blocks };
+
+inline Recompute parse_recompute(std::string_view text, std::string_view where) {
+    if (text == "none") return Recompute::none;
+    if (text == "blocks") return Recompute::blocks;
+    fail(where, ": recompute must be none or blocks, not '", std::string(text), "'");
+}
+
 // A trunk's per-layer activation: layer l's slice of a [layers, per_layer]
 // buffer. A scoring pass keeps one slice for every layer (stride 0). Slices
 // start on 64-byte lines, so that a kernel whose vectorised loops peel a
@@ -56,6 +74,7 @@ struct LayerActivation {
     std::int64_t stride = 0;
 
     Scalar* at(std::int64_t l) { return data.data() + l * stride; }
+    std::size_t bytes() const { return data.size() * sizeof(Scalar); }
     // Sizes it for `layers` slices when `keep`, else for one shared by all.
     void reserve(bool keep, std::int64_t layers, std::int64_t per_layer) {
         constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(Scalar));
@@ -233,8 +252,17 @@ public:
     }
     WeightsDtype weights_dtype() const { return bf16_weights_ ? WeightsDtype::bf16 : WeightsDtype::fp32; }
 
+    // Whether training passes keep every block's activations or recompute them
+    // in the backward (Keep above); the gradients are the same either way.
+    Recompute recompute() const { return recompute_; }
+    void set_recompute(Recompute recompute) { recompute_ = recompute; }
+
+    // The bytes of activations the last forward() kept for backward() (the trunk's).
+    std::size_t activation_bytes() const { return tape_.trunk.activation_bytes(); }
+
     // The forward pass of training: the log-probability of every scored target
-    // token, keeping every layer's activations for backward().
+    // token, keeping every layer's activations (or, with Recompute::blocks,
+    // each block's input) for backward().
     void forward(const data::Batch& batch, Logits logits = Logits::drop) {
         check_fp32_weights("forward()");
         run(tape_, batch, true, logits);
@@ -450,7 +478,8 @@ private:
         pass.head_chunk = 0;
         pass.head_chunk_kept = pass.logits_kept = false;
         const bool fused = fuses_head && logits == Logits::drop;
-        pass.trunk.reserve(config_, B, T, keep);
+        pass.trunk.reserve(config_, B, T,
+                           !keep ? Keep::nothing : recompute_ == Recompute::blocks ? Keep::block_inputs : Keep::all);
         pass.tokens.resize(static_cast<std::size_t>(B * T));
         pass.lengths.resize(static_cast<std::size_t>(B));
         copy_to_device(backend, pass.tokens.data(),
@@ -603,6 +632,7 @@ private:
     Backend backend_;
     Buffer<Scalar> params_, grads_;
     Precision precision_ = Precision::fp32;
+    Recompute recompute_ = Recompute::none;
     std::uint64_t params_version_ = 0;        // bumped by every writable access to params_
     mutable Buffer<bf16> rounded_;            // BF16 mode: params_ rounded, as of version rounded_version_ − 1
     mutable std::uint64_t rounded_version_ = 0;  // 0: not rounded yet

@@ -27,65 +27,52 @@ struct Gpt2Trunk {
 
     using Activation = LayerActivation<Backend, Scalar>;
 
-    // Sizes the buffers for [B, T]; `keep` keeps each layer's activations for a
-    // backward. Nothing is cleared: every kernel writes what it later reads.
-    void reserve(const Config& config, std::int64_t B, std::int64_t T, bool keep) {
+    // Sizes the buffers for [B, T], keeping what `keep` says for a backward.
+    // Nothing is cleared: every kernel writes what it later reads.
+    void reserve(const Config& config, std::int64_t B, std::int64_t T, Keep keep) {
         const std::int64_t BT = B * T, C = config.n_embd, H = config.n_head;
-        const std::int64_t L = keep ? config.n_layer : 1;
+        const bool all = keep == Keep::all;
+        const std::int64_t L = all ? config.n_layer : 1;
         // The residual stream keeps every layer's input when training; scoring
         // alternates two slices (a block's input and output).
-        residual_.reserve(true, keep ? L + 1 : 2, BT * C);
-        ln1_.reserve(keep, L, BT * C);
-        ln1_mean_.reserve(keep, L, BT);
-        ln1_rstd_.reserve(keep, L, BT);
-        qkv_.reserve(keep, L, BT * 3 * C);
-        attention_cache_.reserve(keep, L, causal_attention_cache_size(Backend{}, B, H, T));
-        atty_.reserve(keep, L, BT * C);
-        residual2_.reserve(keep, L, BT * C);
-        ln2_.reserve(keep, L, BT * C);
-        ln2_mean_.reserve(keep, L, BT);
-        ln2_rstd_.reserve(keep, L, BT);
-        fch_.reserve(keep, L, BT * 4 * C);
-        fch_gelu_.reserve(keep, L, BT * 4 * C);
+        residual_.reserve(true, keep != Keep::nothing ? config.n_layer + 1 : 2, BT * C);
+        ln1_.reserve(all, L, BT * C);
+        ln1_mean_.reserve(all, L, BT);
+        ln1_rstd_.reserve(all, L, BT);
+        qkv_.reserve(all, L, BT * 3 * C);
+        attention_cache_.reserve(all, L, causal_attention_cache_size(Backend{}, B, H, T));
+        atty_.reserve(all, L, BT * C);
+        residual2_.reserve(all, L, BT * C);
+        ln2_.reserve(all, L, BT * C);
+        ln2_mean_.reserve(all, L, BT);
+        ln2_rstd_.reserve(all, L, BT);
+        fch_.reserve(all, L, BT * 4 * C);
+        fch_gelu_.reserve(all, L, BT * 4 * C);
         lnf_.resize(static_cast<std::size_t>(BT * C));
         lnf_mean_.resize(static_cast<std::size_t>(BT));
         lnf_rstd_.resize(static_cast<std::size_t>(BT));
         keep_ = keep;
     }
 
+    std::size_t activation_bytes() const {
+        std::size_t bytes = 0;
+        for (const Activation* a : {&residual_, &ln1_, &ln1_mean_, &ln1_rstd_, &qkv_, &attention_cache_, &atty_,
+                                    &residual2_, &ln2_, &ln2_mean_, &ln2_rstd_, &fch_, &fch_gelu_})
+            bytes += a->bytes();
+        return bytes;
+    }
+
     // Returns the final hidden states [B·T, C] (after ln_f).
     const Scalar* forward(Backend backend, const Config& config, const ParamLayout& layout, Parameters<Scalar> p,
                           const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B, std::int64_t T) {
-        const std::int64_t C = config.n_embd, H = config.n_head, L = config.n_layer, BT = B * T;
+        const std::int64_t C = config.n_embd, L = config.n_layer, BT = B * T;
         const double eps = config.layer_norm_epsilon;
         encoder_forward(backend, residual_.at(0), tokens, p.weight(layout.wte()), p.weight(layout.wpe()), B, T, C);
-        for (std::int64_t l = 0; l < L; ++l) {
-            const BlockOffsets& w = layout.block(static_cast<std::size_t>(l));
-            const std::int64_t k = keep_ ? l : 0;  // the activations' slice
-            Scalar* x = residual_.at(keep_ ? l : l % 2);
-            Scalar* x_next = residual_.at(keep_ ? l + 1 : (l + 1) % 2);
-            Scalar* ln1 = ln1_.at(k);
-            Scalar* qkv = qkv_.at(k);
-            Scalar* atty = atty_.at(k);
-            Scalar* x2 = residual2_.at(k);
-            Scalar* ln2 = ln2_.at(k);
-            Scalar* fch = fch_.at(k);
-            Scalar* fch_gelu = fch_gelu_.at(k);
-            layernorm_forward(backend, ln1, ln1_mean_.at(k), ln1_rstd_.at(k), x, p + w.ln_1_weight, p + w.ln_1_bias,
-                              BT, C, eps);
-            matmul_forward(backend, qkv, ln1, p.weight(w.attn_weight), p + w.attn_bias, BT, C, 3 * C);
-            causal_attention_forward(backend, atty, attention_cache_.at(k), qkv, lengths, B, T, H, H, C / H,
-                                     std::int64_t{0});
-            matmul_forward(backend, x2, atty, p.weight(w.attn_proj_weight), p + w.attn_proj_bias, BT, C, C);
-            residual_add(backend, x2, x, BT * C);
-            layernorm_forward(backend, ln2, ln2_mean_.at(k), ln2_rstd_.at(k), x2, p + w.ln_2_weight, p + w.ln_2_bias,
-                              BT, C, eps);
-            matmul_forward(backend, fch, ln2, p.weight(w.fc_weight), p + w.fc_bias, BT, C, 4 * C);
-            gelu_forward(backend, fch_gelu, fch, BT * 4 * C);
-            matmul_forward(backend, x_next, fch_gelu, p.weight(w.fc_proj_weight), p + w.fc_proj_bias, BT, 4 * C, C);
-            residual_add(backend, x_next, x2, BT * C);
-        }
-        final_input_ = residual_.at(keep_ ? L : L % 2);
+        const bool stream = keep_ != Keep::nothing;  // every block's input kept
+        for (std::int64_t l = 0; l < L; ++l)
+            block_forward(backend, config, layout.block(static_cast<std::size_t>(l)), p, keep_ == Keep::all ? l : 0,
+                          residual_.at(stream ? l : l % 2), residual_.at(stream ? l + 1 : (l + 1) % 2), lengths, B, T);
+        final_input_ = residual_.at(stream ? L : L % 2);
         layernorm_forward(backend, lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), final_input_,
                           p + layout.ln_f_weight(), p + layout.ln_f_bias(), BT, C, eps);
         return lnf_.data();
@@ -97,7 +84,7 @@ struct Gpt2Trunk {
     void backward(Backend backend, const Config& config, const ParamLayout& layout, Parameters<Scalar> p, Scalar* g,
                   const Scalar* dhidden, const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B,
                   std::int64_t T, GradStore store) {
-        if (!keep_) fail("backward: the last forward pass only scored (it kept no activations)");
+        if (keep_ == Keep::nothing) fail("backward: the last forward pass only scored (it kept no activations)");
         const std::int64_t C = config.n_embd, H = config.n_head, L = config.n_layer, BT = B * T;
         dresidual_.resize(static_cast<std::size_t>(BT * C));
         dln_.resize(static_cast<std::size_t>(BT * C));
@@ -111,6 +98,9 @@ struct Gpt2Trunk {
                            p + layout.ln_f_weight(), lnf_mean_.data(), lnf_rstd_.data(), BT, C, store);
         for (std::int64_t l = L - 1; l >= 0; --l) {
             const BlockOffsets& w = layout.block(static_cast<std::size_t>(l));
+            // Recomputation: the block again from its kept input (its output, rewritten, has the same bits).
+            if (keep_ == Keep::block_inputs)
+                block_forward(backend, config, w, p, 0, residual_.at(l), residual_.at(l + 1), lengths, B, T);
             // dx holds dL/d(block output); each branch adds its part, leaving dL/d(block input).
             // The matmul and GELU backwards write their input gradients (one
             // producer each); attention's and the layernorms' accumulate.
@@ -135,7 +125,35 @@ struct Gpt2Trunk {
     }
 
 private:
-    bool keep_ = false;
+    // One block from its input x to its output x_next, its activations in slice k.
+    void block_forward(Backend backend, const Config& config, const BlockOffsets& w, Parameters<Scalar> p,
+                   std::int64_t k, const Scalar* x, Scalar* x_next, const std::int64_t* lengths, std::int64_t B,
+                   std::int64_t T) {
+        const std::int64_t C = config.n_embd, H = config.n_head, BT = B * T;
+        const double eps = config.layer_norm_epsilon;
+        Scalar* ln1 = ln1_.at(k);
+        Scalar* qkv = qkv_.at(k);
+        Scalar* atty = atty_.at(k);
+        Scalar* x2 = residual2_.at(k);
+        Scalar* ln2 = ln2_.at(k);
+        Scalar* fch = fch_.at(k);
+        Scalar* fch_gelu = fch_gelu_.at(k);
+        layernorm_forward(backend, ln1, ln1_mean_.at(k), ln1_rstd_.at(k), x, p + w.ln_1_weight, p + w.ln_1_bias,
+                          BT, C, eps);
+        matmul_forward(backend, qkv, ln1, p.weight(w.attn_weight), p + w.attn_bias, BT, C, 3 * C);
+        causal_attention_forward(backend, atty, attention_cache_.at(k), qkv, lengths, B, T, H, H, C / H,
+                                 std::int64_t{0});
+        matmul_forward(backend, x2, atty, p.weight(w.attn_proj_weight), p + w.attn_proj_bias, BT, C, C);
+        residual_add(backend, x2, x, BT * C);
+        layernorm_forward(backend, ln2, ln2_mean_.at(k), ln2_rstd_.at(k), x2, p + w.ln_2_weight, p + w.ln_2_bias,
+                          BT, C, eps);
+        matmul_forward(backend, fch, ln2, p.weight(w.fc_weight), p + w.fc_bias, BT, C, 4 * C);
+        gelu_forward(backend, fch_gelu, fch, BT * 4 * C);
+        matmul_forward(backend, x_next, fch_gelu, p.weight(w.fc_proj_weight), p + w.fc_proj_bias, BT, 4 * C, C);
+        residual_add(backend, x_next, x2, BT * C);
+    }
+
+    Keep keep_ = Keep::nothing;
     const Scalar* final_input_ = nullptr;  // the residual stream entering ln_f
     Activation residual_, ln1_, ln1_mean_, ln1_rstd_, qkv_, attention_cache_, atty_, residual2_, ln2_, ln2_mean_,
         ln2_rstd_, fch_, fch_gelu_;

@@ -104,23 +104,24 @@ struct LlamaTrunk {
 
     using Activation = LayerActivation<Backend, Scalar>;
 
-    void reserve(const LlamaConfig& c, std::int64_t B, std::int64_t T, bool keep) {
+    void reserve(const LlamaConfig& c, std::int64_t B, std::int64_t T, Keep keep) {
         const std::int64_t BT = B * T, C = c.hidden_size, I = c.intermediate_size;
         const std::int64_t H = c.num_attention_heads, QD = H * c.head_dim;
-        const std::int64_t L = keep ? c.num_hidden_layers : 1;
+        const bool all = keep == Keep::all;
+        const std::int64_t L = all ? c.num_hidden_layers : 1;
         // The residual stream keeps every layer's input when training; scoring
         // alternates two slices (a block's input and output).
-        residual_.reserve(true, keep ? L + 1 : 2, BT * C);
-        norm1_.reserve(keep, L, BT * C);
-        rstd1_.reserve(keep, L, BT);
-        qkv_.reserve(keep, L, BT * c.qkv_width());
-        attention_cache_.reserve(keep, L, causal_attention_cache_size(Backend{}, B, H, T));
-        atty_.reserve(keep, L, BT * QD);
-        residual2_.reserve(keep, L, BT * C);
-        norm2_.reserve(keep, L, BT * C);
-        rstd2_.reserve(keep, L, BT);
-        gate_up_.reserve(keep, L, BT * 2 * I);
-        mlp_.reserve(keep, L, BT * I);
+        residual_.reserve(true, keep != Keep::nothing ? c.num_hidden_layers + 1 : 2, BT * C);
+        norm1_.reserve(all, L, BT * C);
+        rstd1_.reserve(all, L, BT);
+        qkv_.reserve(all, L, BT * c.qkv_width());
+        attention_cache_.reserve(all, L, causal_attention_cache_size(Backend{}, B, H, T));
+        atty_.reserve(all, L, BT * QD);
+        residual2_.reserve(all, L, BT * C);
+        norm2_.reserve(all, L, BT * C);
+        rstd2_.reserve(all, L, BT);
+        gate_up_.reserve(all, L, BT * 2 * I);
+        mlp_.reserve(all, L, BT * I);
         hidden_.resize(static_cast<std::size_t>(BT * C));
         rstd_final_.resize(static_cast<std::size_t>(BT));
         if (T != rope_T_) {
@@ -135,36 +136,24 @@ struct LlamaTrunk {
         keep_ = keep;
     }
 
+    std::size_t activation_bytes() const {
+        std::size_t bytes = 0;
+        for (const Activation* a : {&residual_, &norm1_, &rstd1_, &qkv_, &attention_cache_, &atty_, &residual2_,
+                                    &norm2_, &rstd2_, &gate_up_, &mlp_})
+            bytes += a->bytes();
+        return bytes;
+    }
+
     const Scalar* forward(Backend backend, const LlamaConfig& c, const LlamaLayout& layout, Parameters<Scalar> p,
                           const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B, std::int64_t T) {
-        const std::int64_t C = c.hidden_size, I = c.intermediate_size, BT = B * T;
-        const std::int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
-        const std::int64_t QKV = c.qkv_width(), L = c.num_hidden_layers;
+        const std::int64_t C = c.hidden_size, BT = B * T, L = c.num_hidden_layers;
         const double eps = c.rms_norm_eps;
-        const auto bias = [&](std::size_t offset) { return offset == LlamaBlockOffsets::none ? nullptr : p + offset; };
         embedding_forward(backend, residual_.at(0), tokens, p.weight(layout.embedding()), BT, C);
-        for (std::int64_t l = 0; l < L; ++l) {
-            const LlamaBlockOffsets& w = layout.block(static_cast<std::size_t>(l));
-            const std::int64_t k = keep_ ? l : 0;
-            Scalar* x = residual_.at(keep_ ? l : l % 2);
-            Scalar* x_next = residual_.at(keep_ ? l + 1 : (l + 1) % 2);
-            Scalar* qkv = qkv_.at(k);
-            Scalar* x2 = residual2_.at(k);
-            rmsnorm_forward(backend, norm1_.at(k), rstd1_.at(k), x, p + w.input_norm, BT, C, eps);
-            linear_forward(backend, qkv, norm1_.at(k), p.weight(w.qkv_weight), bias(w.qkv_bias), BT, C, QKV);
-            rope_forward(backend, qkv, cos_.data(), sin_.data(), B, T, H + KV, D, QKV);
-            causal_attention_forward(backend, atty_.at(k), attention_cache_.at(k), qkv, lengths, B, T, H, KV, D,
-                                     c.sliding_window[static_cast<std::size_t>(l)]);
-            linear_forward(backend, x2, atty_.at(k), p.weight(w.o_weight), bias(w.o_bias), BT, H * D, C);
-            residual_add(backend, x2, x, BT * C);
-            rmsnorm_forward(backend, norm2_.at(k), rstd2_.at(k), x2, p + w.post_norm, BT, C, eps);
-            linear_forward(backend, gate_up_.at(k), norm2_.at(k), p.weight(w.gate_up_weight), bias(w.gate_up_bias), BT,
-                           C, 2 * I);
-            swiglu_forward(backend, mlp_.at(k), gate_up_.at(k), BT, I);
-            linear_forward(backend, x_next, mlp_.at(k), p.weight(w.down_weight), bias(w.down_bias), BT, I, C);
-            residual_add(backend, x_next, x2, BT * C);
-        }
-        final_input_ = residual_.at(keep_ ? L : L % 2);
+        const bool stream = keep_ != Keep::nothing;  // every block's input kept
+        for (std::int64_t l = 0; l < L; ++l)
+            block_forward(backend, c, l, layout.block(static_cast<std::size_t>(l)), p, keep_ == Keep::all ? l : 0,
+                          residual_.at(stream ? l : l % 2), residual_.at(stream ? l + 1 : (l + 1) % 2), lengths, B, T);
+        final_input_ = residual_.at(stream ? L : L % 2);
         rmsnorm_forward(backend, hidden_.data(), rstd_final_.data(), final_input_, p + layout.norm(), BT, C, eps);
         return hidden_.data();
     }
@@ -175,7 +164,7 @@ struct LlamaTrunk {
     void backward(Backend backend, const LlamaConfig& c, const LlamaLayout& layout, Parameters<Scalar> p, Scalar* g,
                   const Scalar* dhidden, const std::int32_t* tokens, const std::int64_t* lengths, std::int64_t B,
                   std::int64_t T, GradStore store) {
-        if (!keep_) fail("backward: the last forward pass only scored (it kept no activations)");
+        if (keep_ == Keep::nothing) fail("backward: the last forward pass only scored (it kept no activations)");
         const std::int64_t C = c.hidden_size, I = c.intermediate_size, BT = B * T;
         const std::int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
         const std::int64_t QKV = c.qkv_width(), L = c.num_hidden_layers;
@@ -192,6 +181,9 @@ struct LlamaTrunk {
                          BT, C, store);
         for (std::int64_t l = L - 1; l >= 0; --l) {
             const LlamaBlockOffsets& w = layout.block(static_cast<std::size_t>(l));
+            // Recomputation: the block again from its kept input (its output, rewritten, has the same bits).
+            if (keep_ == Keep::block_inputs)
+                block_forward(backend, c, l, w, p, 0, residual_.at(l), residual_.at(l + 1), lengths, B, T);
             // dx holds dL/d(block output); each branch adds its part through
             // the RMSNorm backward, leaving dL/d(block input).
             linear_backward(backend, dmlp_.data(), g + w.down_weight, grad_bias(w.down_bias), dx, mlp_.at(l),
@@ -218,7 +210,33 @@ struct LlamaTrunk {
     }
 
 private:
-    bool keep_ = false;
+    // Block l from its input x to its output x_next, its activations in slice k.
+    void block_forward(Backend backend, const LlamaConfig& c, std::int64_t l, const LlamaBlockOffsets& w,
+                       Parameters<Scalar> p, std::int64_t k, const Scalar* x, Scalar* x_next,
+                       const std::int64_t* lengths, std::int64_t B, std::int64_t T) {
+        const std::int64_t C = c.hidden_size, I = c.intermediate_size, BT = B * T;
+        const std::int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim;
+        const std::int64_t QKV = c.qkv_width();
+        const double eps = c.rms_norm_eps;
+        const auto bias = [&](std::size_t offset) { return offset == LlamaBlockOffsets::none ? nullptr : p + offset; };
+        Scalar* qkv = qkv_.at(k);
+        Scalar* x2 = residual2_.at(k);
+        rmsnorm_forward(backend, norm1_.at(k), rstd1_.at(k), x, p + w.input_norm, BT, C, eps);
+        linear_forward(backend, qkv, norm1_.at(k), p.weight(w.qkv_weight), bias(w.qkv_bias), BT, C, QKV);
+        rope_forward(backend, qkv, cos_.data(), sin_.data(), B, T, H + KV, D, QKV);
+        causal_attention_forward(backend, atty_.at(k), attention_cache_.at(k), qkv, lengths, B, T, H, KV, D,
+                                 c.sliding_window[static_cast<std::size_t>(l)]);
+        linear_forward(backend, x2, atty_.at(k), p.weight(w.o_weight), bias(w.o_bias), BT, H * D, C);
+        residual_add(backend, x2, x, BT * C);
+        rmsnorm_forward(backend, norm2_.at(k), rstd2_.at(k), x2, p + w.post_norm, BT, C, eps);
+        linear_forward(backend, gate_up_.at(k), norm2_.at(k), p.weight(w.gate_up_weight), bias(w.gate_up_bias), BT, C,
+                       2 * I);
+        swiglu_forward(backend, mlp_.at(k), gate_up_.at(k), BT, I);
+        linear_forward(backend, x_next, mlp_.at(k), p.weight(w.down_weight), bias(w.down_bias), BT, I, C);
+        residual_add(backend, x_next, x2, BT * C);
+    }
+
+    Keep keep_ = Keep::nothing;
     std::int64_t rope_T_ = -1;
     const Scalar* final_input_ = nullptr;  // the residual stream entering model.norm
     Activation residual_, norm1_, rstd1_, qkv_, attention_cache_, atty_, residual2_, norm2_, rstd2_, gate_up_, mlp_;
