@@ -500,10 +500,13 @@ BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
     BOOST_TEST(nlohmann::json::parse(result.output).at("answer").get<std::string>() == tokenizer.decode(bf16_ids));
 
     // eval: the JSON holds every aggregate and every question; the table is printed.
-    result = run("eval --benchmark tofu --model " + scratch.file("trained") + " --retain-model " + scratch.file("init") +
-                     " --tokenizer " + scratch.file("tok") + " --data " + tofu +
-                     " --split forget01 --max-new-tokens 8 --out " + scratch.file("eval.json"),
-                 scratch);
+    const auto evaluate = [&](const std::string& out, const std::string& flags) {
+        return run("eval --benchmark tofu --model " + scratch.file("trained") + " --retain-model " +
+                       scratch.file("init") + " --tokenizer " + scratch.file("tok") + " --data " + tofu +
+                       " --split forget01 --max-new-tokens 8 --out " + scratch.file(out) + flags,
+                   scratch);
+    };
+    result = evaluate("eval.json", "");
     BOOST_TEST_INFO(result.output);
     BOOST_REQUIRE_EQUAL(result.status, 0);
     BOOST_TEST(result.output.find("forget quality") != std::string::npos);
@@ -521,10 +524,7 @@ BOOST_AUTO_TEST_CASE(text_data_train_generate_and_tofu_eval) {
     // Trained on forget01 for 40 steps, the model prefers its answers more than the untrained one.
     BOOST_TEST(aggregates.at("forget").at("probability").get<double>() > 1.0 / 300);
     // In BF16: the same scores to BF16's rounding.
-    result = run("eval --benchmark tofu --model " + scratch.file("trained") + " --retain-model " + scratch.file("init") +
-                     " --tokenizer " + scratch.file("tok") + " --data " + tofu +
-                     " --split forget01 --max-new-tokens 8 --precision bf16 --out " + scratch.file("eval16.json"),
-                 scratch);
+    result = evaluate("eval16.json", " --precision bf16");
     BOOST_TEST_INFO(result.output);
     BOOST_REQUIRE_EQUAL(result.status, 0);
     const double fp32_probability = aggregates.at("forget").at("probability").get<double>();

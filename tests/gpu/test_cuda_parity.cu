@@ -397,6 +397,20 @@ struct AttentionCase {
     std::size_t att_size() const { return static_cast<std::size_t>(B * H * T * T); }
 };
 
+// A product's inputs [N, IC], weight [OC, IC] (or [IC, OC]), bias [OC] and
+// output gradient [N, OC], drawn from `seed` on, on both sides.
+struct ProductInputs {
+    static constexpr std::int64_t N = 37, IC = 80, OC = 301;
+    std::vector<float> inp, weight, bias, dout;
+    gpu::DeviceBuffer<float> inp_d, weight_d, bias_d, dout_d;
+    explicit ProductInputs(std::uint64_t seed)
+        : inp(random_weights(static_cast<std::size_t>(N * IC), seed)),
+          weight(random_weights(static_cast<std::size_t>(OC * IC), seed + 1)),
+          bias(random_weights(static_cast<std::size_t>(OC), seed + 2)),
+          dout(random_weights(static_cast<std::size_t>(N * OC), seed + 3)),
+          inp_d(to_device(inp)), weight_d(to_device(weight)), bias_d(to_device(bias)), dout_d(to_device(dout)) {}
+};
+
 std::string describe(const AttentionCase& c) {
     return "attention B " + std::to_string(c.B) + " T " + std::to_string(c.T) + " H " + std::to_string(c.H) + " KV " +
            std::to_string(c.KV) + " D " + std::to_string(c.D) + " window " + std::to_string(c.window);
@@ -405,12 +419,9 @@ std::string describe(const AttentionCase& c) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(linear_kernels_match) {
-    const std::int64_t N = 37, IC = 80, OC = 301;
-    const auto inp = random_weights(static_cast<std::size_t>(N * IC), 101);
-    const auto weight = random_weights(static_cast<std::size_t>(OC * IC), 102);
-    const auto bias = random_weights(static_cast<std::size_t>(OC), 103);
-    const auto dout = random_weights(static_cast<std::size_t>(N * OC), 104);
-    const auto inp_d = to_device(inp), weight_d = to_device(weight), bias_d = to_device(bias), dout_d = to_device(dout);
+    const ProductInputs in(101);
+    const std::int64_t N = in.N, IC = in.IC, OC = in.OC;
+    const auto& [inp, weight, bias, dout, inp_d, weight_d, bias_d, dout_d] = in;
     for (const bool with_bias : {true, false}) {
         std::vector<float> out(static_cast<std::size_t>(N * OC));
         gpu::DeviceBuffer<float> out_d(out.size());
@@ -441,12 +452,9 @@ BOOST_AUTO_TEST_CASE(linear_kernels_match) {
 // The BF16 products alone: the GPU rounds the weights to the CPU's bits, and
 // both multiply the same rounded inputs with fp32 sums (in their own orders).
 BOOST_AUTO_TEST_CASE(bf16_product_kernels_match) {
-    const std::int64_t N = 37, IC = 80, OC = 301;
-    const auto inp = random_weights(static_cast<std::size_t>(N * IC), 111);
-    const auto weight = random_weights(static_cast<std::size_t>(OC * IC), 112);
-    const auto bias = random_weights(static_cast<std::size_t>(OC), 113);
-    const auto dout = random_weights(static_cast<std::size_t>(N * OC), 114);
-    const auto inp_d = to_device(inp), weight_d = to_device(weight), bias_d = to_device(bias), dout_d = to_device(dout);
+    const ProductInputs in(111);
+    const std::int64_t N = in.N, IC = in.IC, OC = in.OC;
+    const auto& [inp, weight, bias, dout, inp_d, weight_d, bias_d, dout_d] = in;
     std::vector<simnpo::bf16> rounded(weight.size());
     cpu::round_to_bf16(on_cpu, rounded.data(), weight.data(), static_cast<std::int64_t>(weight.size()));
     gpu::DeviceBuffer<simnpo::bf16> rounded_d(weight.size());
