@@ -1,7 +1,8 @@
 // The CUDA backend on GPT-2 small: one training step (forward, backward of the
-// token-mean NLL, gradient clipping, AdamW) at B = 16, T = 1024, in fp32 and
-// TF32, and the GPU's matrix rate through the same cuBLASLt path, for
-// comparison with eager PyTorch on the same GPU (benchmarks/compare_cuda.py).
+// token-mean NLL, gradient clipping, AdamW) at B = 16, T = 1024, in fp32, TF32
+// and BF16 (mixed precision: cuBLASLt's BF16 products), and the GPU's matrix
+// rate through the same cuBLASLt path in each, for comparison with eager
+// PyTorch on the same GPU (benchmarks/compare_cuda.py).
 // Each iteration ends with the stream drained, so wall time is GPU time.
 #include <cstdio>
 
@@ -39,10 +40,13 @@ double step_flops(std::int64_t scored) {
     return 3 * (L * blocks + head);
 }
 
+enum class Mode { fp32, tf32, bf16 };
+
 // The whole step or, with `forward_only`, the forward pass alone (to split the time).
-void step(benchmark::State& state, bool tf32, bool forward_only = false) {
-    GpuModel model(gpt2_small, simnpo::cuda{.tf32 = tf32});
+void step(benchmark::State& state, Mode mode, bool forward_only = false) {
+    GpuModel model(gpt2_small, simnpo::cuda{.tf32 = mode == Mode::tf32});
     simnpo::model::init_weights(model, 1);
+    if (mode == Mode::bf16) model.set_precision(simnpo::Precision::bf16);
     const auto batch = full_batch();
     const simnpo::optim::AdamW optimizer({.lr = 1e-4, .weight_decay = 0.01});
     auto optimizer_state = optimizer.state(model);
@@ -68,20 +72,32 @@ void step(benchmark::State& state, bool tf32, bool forward_only = false) {
     state.counters["device_used_gib"] = static_cast<double>(total_bytes - free_bytes) / (1 << 30);
 }
 
-void step_fp32(benchmark::State& state) { step(state, false); }
-void step_tf32(benchmark::State& state) { step(state, true); }
-void forward_fp32(benchmark::State& state) { step(state, false, true); }
-void forward_tf32(benchmark::State& state) { step(state, true, true); }
+void step_fp32(benchmark::State& state) { step(state, Mode::fp32); }
+void step_tf32(benchmark::State& state) { step(state, Mode::tf32); }
+void step_bf16(benchmark::State& state) { step(state, Mode::bf16); }
+void forward_fp32(benchmark::State& state) { step(state, Mode::fp32, true); }
+void forward_tf32(benchmark::State& state) { step(state, Mode::tf32, true); }
+void forward_bf16(benchmark::State& state) { step(state, Mode::bf16, true); }
 
-// The GPU's matrix rate through the model's own product path: n×n×n products.
-void matmul(benchmark::State& state, bool tf32) {
+// The GPU's matrix rate through the model's own product path: n×n×n products
+// (BF16: bfloat16 operands, fp32 sums and output).
+void matmul(benchmark::State& state, Mode mode) {
     const std::int64_t n = 8192;
-    simnpo::backend::cuda::DeviceBuffer<float> a(static_cast<std::size_t>(n * n), 0.01f),
-        b(static_cast<std::size_t>(n * n), 0.02f), c(static_cast<std::size_t>(n * n));
-    const simnpo::cuda tag{.tf32 = tf32};
+    const auto elements = static_cast<std::size_t>(n * n);
+    simnpo::backend::cuda::DeviceBuffer<float> a(elements, 0.01f), b(elements, 0.02f), c(elements);
+    simnpo::backend::cuda::DeviceBuffer<simnpo::bf16> a16(mode == Mode::bf16 ? elements : 0),
+        b16(mode == Mode::bf16 ? elements : 0);
+    const simnpo::cuda tag{.tf32 = mode == Mode::tf32};
+    if (mode == Mode::bf16) {
+        round_to_bf16(tag, a16.data(), a.data(), n * n);
+        round_to_bf16(tag, b16.data(), b.data(), n * n);
+    }
+    const bool low = mode == Mode::bf16;
+    const void* A = low ? static_cast<const void*>(a16.data()) : a.data();
+    const void* B = low ? static_cast<const void*>(b16.data()) : b.data();
     const auto run = [&] {
-        simnpo::backend::cuda::gemm(tag, {.M = n, .N = n, .K = n, .A = a.data(), .lda = n, .B = b.data(), .ldb = n,
-                                          .C = c.data(), .ldc = n});
+        simnpo::backend::cuda::gemm(tag, {.M = n, .N = n, .K = n, .A = A, .lda = n, .B = B, .ldb = n, .C = c.data(),
+                                          .ldc = n, .bf16_inputs = low});
         simnpo::backend::cuda::Context::get().synchronize();
     };
     run();
@@ -89,17 +105,21 @@ void matmul(benchmark::State& state, bool tf32) {
     state.counters["TFLOPs"] = benchmark::Counter(2.0 * n * n * n * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void matmul_fp32(benchmark::State& state) { matmul(state, false); }
-void matmul_tf32(benchmark::State& state) { matmul(state, true); }
+void matmul_fp32(benchmark::State& state) { matmul(state, Mode::fp32); }
+void matmul_tf32(benchmark::State& state) { matmul(state, Mode::tf32); }
+void matmul_bf16(benchmark::State& state) { matmul(state, Mode::bf16); }
 
 }  // namespace
 
 BENCHMARK(step_fp32)->Name("cuda/gpt2_small/step/fp32")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(step_tf32)->Name("cuda/gpt2_small/step/tf32")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(step_bf16)->Name("cuda/gpt2_small/step/bf16")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(forward_fp32)->Name("cuda/gpt2_small/forward/fp32")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(forward_tf32)->Name("cuda/gpt2_small/forward/tf32")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(forward_bf16)->Name("cuda/gpt2_small/forward/bf16")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(matmul_fp32)->Name("cuda/matmul_8192/fp32")->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(matmul_tf32)->Name("cuda/matmul_8192/tf32")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(matmul_bf16)->Name("cuda/matmul_8192/bf16")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv) {
     if (simnpo::backend::cuda::device_count() == 0) {

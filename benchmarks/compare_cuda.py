@@ -3,7 +3,9 @@
 
 Alternates rounds of build/benchmarks/bench_cuda (Google Benchmark) and benchmarks/torch_gpu_step.py:
 one training step of GPT-2 small at B=16, T=1024 (forward, backward of the token-mean NLL, gradient
-clipping, AdamW) in fp32 and TF32, and each side's 8192^3 float32 matrix rate. Prints the median over
+clipping, AdamW) in fp32, TF32 and BF16 (simnpo's --precision bf16 against PyTorch under BF16 autocast
+with its scaled-dot-product attention), and each side's 8192^3 matrix rate in each (BF16: bfloat16
+operands). Prints the median over
 rounds of each side's median step time, tokens/s, the speed-up (PyTorch time / simnpo time), and the
 step's matrix FLOP rate as a fraction of the matrix rate measured in the same run.
 
@@ -18,7 +20,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PRECISIONS = ("fp32", "tf32")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def json_lines(command):
@@ -56,6 +58,7 @@ def main():
                   "--repeats", str(args.repeats)]
 
     ours = {p: [] for p in PRECISIONS}
+    our_memory, their_memory = {p: [] for p in PRECISIONS}, {p: [] for p in PRECISIONS}
     theirs = {p: [] for p in PRECISIONS}
     our_rate = {p: [] for p in PRECISIONS}
     their_rate = {p: [] for p in PRECISIONS}
@@ -68,6 +71,7 @@ def main():
         for p in PRECISIONS:
             s = sim[f"cuda/gpt2_small/step/{p}"]
             ours[p].append(s["real_time"])  # ms
+            our_memory[p].append(s["device_used_gib"])
             flops[p] = s["TFLOPs"] * s["real_time"] / 1e3  # TFLOP per step
             our_rate[p].append(sim[f"cuda/matmul_8192/{p}"]["TFLOPs"])
         for line in torch_lines:
@@ -75,6 +79,7 @@ def main():
                 their_rate[line["precision"]].append(line["tflops"])
             elif "median_ms" in line:
                 theirs[line["precision"]].append(line["median_ms"])
+                their_memory[line["precision"]].append(line["peak_mem_gib"])
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
     tokens = 16 * 1024
@@ -89,11 +94,14 @@ def main():
         summary[p] = {"simnpo_ms": a, "pytorch_ms": b, "speedup": b / a, "simnpo_tokens_per_s": tokens / (a / 1e3),
                       "pytorch_tokens_per_s": tokens / (b / 1e3), "step_tflops": achieved,
                       "matmul_tflops_simnpo": rate, "matmul_tflops_pytorch": statistics.median(their_rate[p]),
-                      "fraction_of_matmul_rate": achieved / rate}
+                      "fraction_of_matmul_rate": achieved / rate,
+                      "simnpo_device_used_gib": max(our_memory[p]), "pytorch_peak_gib": max(their_memory[p])}
         print(f"{p:9} {a:10.1f} {b:10.1f} {b / a:8.2f}x {tokens / (a / 1e3):13.0f} {tokens / (b / 1e3):12.0f} "
               f"{achieved:8.1f} {rate:15.1f} {achieved / rate:8.2f}")
     print("matmul TFLOP/s is simnpo's cuBLASLt 8192^3 product; PyTorch's torch.mm: " +
           ", ".join(f"{p} {statistics.median(their_rate[p]):.1f}" for p in PRECISIONS))
+    print("device memory, GiB (simnpo: in use after the step, cudaMemGetInfo; PyTorch: peak allocated): " +
+          ", ".join(f"{p} {max(our_memory[p]):.1f} / {max(their_memory[p]):.1f}" for p in PRECISIONS))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"summary": summary, "rounds": rounds}, f, indent=1)

@@ -8,15 +8,18 @@ parameters. Default: GPT-2 small (L=12, C=768, H=12, V=50257, P=1024), B=16 rows
 random tokens, every position scored. One step:
   zero_grad(set_to_none=True); loss = -(log_softmax(logits).gather(targets)).mean();
   loss.backward(); clip_grad_norm_(params, 1.0); AdamW(lr 1e-4, weight decay 0.01).step()
-Precision "fp32" disables TF32 for matmuls, "tf32" enables it. Each step is timed on its own,
+Precision "fp32" disables TF32 for matmuls, "tf32" enables it, "bf16" runs the forward and the loss
+under torch.autocast(dtype=torch.bfloat16) with PyTorch's own attention
+(F.scaled_dot_product_attention, causal), as the issue's BF16 peer. Each step is timed on its own,
 bracketed by torch.cuda.synchronize(). Prints one JSON object per precision:
   {"impl": "pytorch", "precision", "median_ms", "min_ms", "tokens_per_s", "repeats", "B", "T",
    "torch", "device", "adamw": "foreach"|"fused"|"default", "peak_mem_gib" (cuda only), "loss"}
 ("default" = PyTorch's per-tensor loop; "loss" = the last timed step's loss, a sanity check).
-With --matmul-rate, only the rate of a square float32 torch.mm (n=8192 on cuda, 2048 on cpu):
+With --matmul-rate, only the rate of a square torch.mm (n=8192 on cuda, 2048 on cpu; float32 operands,
+bfloat16 for "bf16"):
   {"impl": "pytorch", "metric": "matmul_tflops", "precision", "n", "tflops"}
 
-Usage:  python3 benchmarks/torch_gpu_step.py [--device cuda] [--precision fp32 --precision tf32]
+Usage:  python3 benchmarks/torch_gpu_step.py [--device cuda] [--precision fp32 --precision tf32 --precision bf16]
                          [--repeats 10] [--warmup 3] [--fused] [--matmul-rate]
   tiny CPU check: /usr/bin/python3 benchmarks/torch_gpu_step.py --device cpu --layers 2 --embd 64
                          --heads 4 --vocab 500 --seq 32 --batch 2 --repeats 3 --warmup 1
@@ -94,6 +97,17 @@ def device_name(device):
     return torch.cuda.get_device_name() if device == "cuda" else "cpu"
 
 
+def sdpa_attention(attn):
+    """The reference block's attention through F.scaled_dot_product_attention (the same function)."""
+    def forward(x, causal_mask):
+        B, T, C = x.shape
+        H, D = attn.n_head, attn.head_dim
+        q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in attn.c_attn(x).split(C, dim=2))
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
+    return forward
+
+
 def run_step(args, precision):
     set_precision(precision)
     dev = torch.device(args.device)
@@ -103,6 +117,10 @@ def run_step(args, precision):
     # moves the causal-mask buffer.
     model = ref.init_random(ref.GPT2(cfg, torch.float32), seed=0,
                             weight_std=0.02, embed_std=0.02, bias_std=0.02, ln_std=0.02).to(dev)
+    bf16 = precision == "bf16"
+    if bf16:
+        for block in model.h:
+            block.attn.forward = sdpa_attention(block.attn)
     params = list(model.parameters())
     optimizer, adamw = make_optimizer(params, args.fused)
     g = torch.Generator().manual_seed(1)
@@ -113,8 +131,9 @@ def run_step(args, precision):
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        logits = model(input_ids)
-        loss = -torch.log_softmax(logits, dim=-1).gather(2, targets.unsqueeze(2)).mean()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids)
+            loss = -torch.log_softmax(logits, dim=-1).gather(2, targets.unsqueeze(2)).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -142,8 +161,9 @@ def run_matmul(args, precision):
     set_precision(precision)
     n = 8192 if args.device == "cuda" else 2048
     g = torch.Generator().manual_seed(2)
-    a = torch.randn(n, n, generator=g).to(args.device)
-    b = torch.randn(n, n, generator=g).to(args.device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32  # bf16: bfloat16 operands
+    a = torch.randn(n, n, generator=g).to(args.device, dtype)
+    b = torch.randn(n, n, generator=g).to(args.device, dtype)
     # Several mms per sample on the GPU, so launch and sync overhead stay small next to the work.
     inner = 10 if args.device == "cuda" else 1
 
@@ -168,11 +188,11 @@ def main():
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--precision", action="append", choices=["fp32", "tf32"],
+    ap.add_argument("--precision", action="append", choices=["fp32", "tf32", "bf16"],
                     help="repeatable; default: fp32 then tf32")
     ap.add_argument("--fused", action="store_true", help="AdamW(fused=True) where this torch has it")
     ap.add_argument("--matmul-rate", action="store_true",
-                    help="only measure a square float32 torch.mm's TFLOP/s (no training step)")
+                    help="only measure a square torch.mm's TFLOP/s (no training step)")
     args = ap.parse_args()
     if args.repeats < 1 or args.warmup < 0:
         ap.error("--repeats must be >= 1 and --warmup >= 0")
@@ -183,7 +203,7 @@ def main():
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda requested but torch.cuda.is_available() is False "
                  "(torch %s); use --device cpu" % torch.__version__)
-    for precision in args.precision or ["fp32", "tf32"]:
+    for precision in args.precision or ["fp32", "tf32", "bf16"]:
         (run_matmul if args.matmul_rate else run_step)(args, precision)
 
 
