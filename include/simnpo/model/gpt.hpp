@@ -98,9 +98,9 @@ struct Gpt2Trunk {
                            p + layout.ln_f_weight(), lnf_mean_.data(), lnf_rstd_.data(), BT, C, store);
         for (std::int64_t l = L - 1; l >= 0; --l) {
             const BlockOffsets& w = layout.block(static_cast<std::size_t>(l));
-            // Recomputation: the block again from its kept input (its output, rewritten, has the same bits).
+            // Recomputation: the block's activations again from its kept input.
             if (keep_ == Keep::block_inputs)
-                block_forward(backend, config, w, p, 0, residual_.at(l), residual_.at(l + 1), lengths, B, T);
+                block_forward(backend, config, w, p, 0, residual_.at(l), nullptr, lengths, B, T);
             // dx holds dL/d(block output); each branch adds its part, leaving dL/d(block input).
             // The matmul and GELU backwards write their input gradients (one
             // producer each); attention's and the layernorms' accumulate.
@@ -126,6 +126,8 @@ struct Gpt2Trunk {
 
 private:
     // One block from its input x to its output x_next, its activations in slice k.
+    // With x_next null (recomputation) it stops at the MLP's activation: the
+    // backward needs no product past it, and the block's output is kept already.
     void block_forward(Backend backend, const Config& config, const BlockOffsets& w, Parameters<Scalar> p,
                    std::int64_t k, const Scalar* x, Scalar* x_next, const std::int64_t* lengths, std::int64_t B,
                    std::int64_t T) {
@@ -149,6 +151,7 @@ private:
                           BT, C, eps);
         matmul_forward(backend, fch, ln2, p.weight(w.fc_weight), p + w.fc_bias, BT, C, 4 * C);
         gelu_forward(backend, fch_gelu, fch, BT * 4 * C);
+        if (x_next == nullptr) return;
         matmul_forward(backend, x_next, fch_gelu, p.weight(w.fc_proj_weight), p + w.fc_proj_bias, BT, 4 * C, C);
         residual_add(backend, x_next, x2, BT * C);
     }

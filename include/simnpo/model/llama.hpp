@@ -181,9 +181,9 @@ struct LlamaTrunk {
                          BT, C, store);
         for (std::int64_t l = L - 1; l >= 0; --l) {
             const LlamaBlockOffsets& w = layout.block(static_cast<std::size_t>(l));
-            // Recomputation: the block again from its kept input (its output, rewritten, has the same bits).
+            // Recomputation: the block's activations again from its kept input.
             if (keep_ == Keep::block_inputs)
-                block_forward(backend, c, l, w, p, 0, residual_.at(l), residual_.at(l + 1), lengths, B, T);
+                block_forward(backend, c, l, w, p, 0, residual_.at(l), nullptr, lengths, B, T);
             // dx holds dL/d(block output); each branch adds its part through
             // the RMSNorm backward, leaving dL/d(block input).
             linear_backward(backend, dmlp_.data(), g + w.down_weight, grad_bias(w.down_bias), dx, mlp_.at(l),
@@ -211,6 +211,8 @@ struct LlamaTrunk {
 
 private:
     // Block l from its input x to its output x_next, its activations in slice k.
+    // With x_next null (recomputation) it stops at the SwiGLU: the backward
+    // needs no product past it, and the block's output is kept already.
     void block_forward(Backend backend, const LlamaConfig& c, std::int64_t l, const LlamaBlockOffsets& w,
                        Parameters<Scalar> p, std::int64_t k, const Scalar* x, Scalar* x_next,
                        const std::int64_t* lengths, std::int64_t B, std::int64_t T) {
@@ -232,6 +234,7 @@ private:
         linear_forward(backend, gate_up_.at(k), norm2_.at(k), p.weight(w.gate_up_weight), bias(w.gate_up_bias), BT, C,
                        2 * I);
         swiglu_forward(backend, mlp_.at(k), gate_up_.at(k), BT, I);
+        if (x_next == nullptr) return;
         linear_forward(backend, x_next, mlp_.at(k), p.weight(w.down_weight), bias(w.down_bias), BT, I, C);
         residual_add(backend, x_next, x2, BT * C);
     }
